@@ -1,0 +1,160 @@
+// The configuration's shape, defaults and validation (zod). Keys are the TOML file's keys
+// (snake_case) so that docs, file, env variables and error messages all use one spelling.
+import { z } from 'zod';
+import { LABEL } from '../core/naming.ts';
+
+const seconds = (def: number) => z.number().int().positive().default(def);
+const hostPort = z
+  .string()
+  .regex(/^(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}$/, 'must be "a.b.c.d:port" (IPv4 address and port)');
+
+const timeouts = z
+  .object({
+    queue: seconds(3600).describe('max wait for capacity before the request fails'),
+    provision: seconds(300).describe('max time provider.create may take'),
+    boot: seconds(300).describe('VM created → runner registered'),
+    idle: seconds(900).describe('runner registered → job started'),
+    job: seconds(6 * 3600).describe('job started → job finished'),
+    drain: seconds(60).describe('job finished → VM powered off by itself'),
+  })
+  .strict()
+  .prefault({});
+
+const forward = z
+  .object({
+    guest: hostPort.describe('address:port the guest connects to (a slirp address, e.g. 10.0.2.100:80)'),
+    host: hostPort.describe('host address:port it is forwarded to (loopback)'),
+  })
+  .strict();
+
+export const poolSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-", at most 32'),
+    labels: z.array(z.string().regex(LABEL, 'letters, digits, ".", "_", "-"')).min(1),
+    provider: z.enum(['qemu']).default('qemu'),
+    image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name').default('tiny'),
+    cpus: z.number().int().min(1).max(64).default(1),
+    memory: z.number().int().min(64).max(1024 * 1024).default(256).describe('MiB'),
+    max_vms: z.number().int().min(1).default(4),
+    network: z.enum(['restricted', 'open']).default('restricted'),
+    forwards: z.array(forward).default([]),
+    timeouts,
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    instance_id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-"')
+      .default('hatchery')
+      .describe('ownership tag: this installation only ever lists and destroys VMs carrying it'),
+    server: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        public_url: z.string().url().optional().describe('base of status URLs; default http://host:port'),
+        body_limit: z.string().default('256kb'),
+      })
+      .strict()
+      .prefault({}),
+    api: z
+      .object({ token: z.string().min(16, 'at least 16 characters').optional() })
+      .strict()
+      .prefault({}),
+    control: z
+      .object({ secret: z.string().min(16, 'at least 16 characters').optional() })
+      .strict()
+      .prefault({}),
+    legacy: z
+      .object({
+        enabled: z.boolean().default(false),
+        secret: z.string().min(8).optional().describe('when set, X-Hub-Signature(-256) is required'),
+        openssl_password: z.string().min(1).optional(),
+        wait_for_ready: z.boolean().default(true),
+        wait_timeout: seconds(1200),
+      })
+      .strict()
+      .prefault({}),
+    github: z
+      .object({
+        api_url: z.string().url().default('https://api.github.com'),
+        token: z.string().min(1).optional().describe('PAT minting JIT runner configs for explicit requests'),
+        runner_group_id: z.number().int().min(1).default(1),
+      })
+      .strict()
+      .prefault({}),
+    runner: z
+      .object({
+        url: z.string().url().optional().describe('runner tarball URL, as the guest reaches it'),
+        sha256: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits')
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({ path: z.string().default('var/hatchery.db') })
+      .strict()
+      .prefault({}),
+    workers: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(4),
+        lease_seconds: seconds(600),
+        poll_ms: z.number().int().min(10).default(250),
+      })
+      .strict()
+      .prefault({}),
+    reconcile: z
+      .object({ interval_seconds: seconds(15) })
+      .strict()
+      .prefault({}),
+    limits: z
+      .object({ max_vms: z.number().int().min(1).default(8) })
+      .strict()
+      .prefault({}),
+    qemu: z
+      .object({
+        binary: z.string().default('qemu-system-x86_64'),
+        accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+        state_dir: z.string().default('var/qemu'),
+        images_dir: z.string().default('var/images'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+    pools: z.array(poolSchema).prefault([{ name: 'linux', labels: ['linux'] }]),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    const labels = new Map<string, string>();
+    c.pools.forEach((p, i) => {
+      if (names.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool ${p.name}` });
+      names.add(p.name);
+      for (const l of p.labels) {
+        const other = labels.get(l.toLowerCase());
+        if (other) {
+          ctx.addIssue({ code: 'custom', path: ['pools', i, 'labels'], message: `label ${l} is also in pool ${other}` });
+        }
+        labels.set(l.toLowerCase(), p.name);
+      }
+    });
+    if (c.legacy.enabled && !c.legacy.openssl_password) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['legacy', 'openssl_password'],
+        message: 'required when legacy.enabled = true (decrypts the PAT SpinW workflows send)',
+      });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type PoolConfig = z.infer<typeof poolSchema>;
+
+/** Keys whose values are secrets: masked by `config check` and the logger. */
+export const SECRET_KEYS = ['token', 'secret', 'openssl_password'] as const;

@@ -1,0 +1,77 @@
+// Versioned schema migrations, applied in order inside one transaction each. Never edit a
+// released migration: add the next one.
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'vms, events, deliveries, runner registrations',
+    sql: `
+      CREATE TABLE vms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        identity TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        source TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        run_id TEXT,
+        run_attempt INTEGER,
+        label TEXT NOT NULL,
+        runner_labels TEXT NOT NULL,
+        state TEXT NOT NULL,
+        destroy_requested INTEGER NOT NULL DEFAULT 0,
+        failure TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        destroy_attempts INTEGER NOT NULL DEFAULT 0,
+        action TEXT,
+        not_before INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        deadline_at INTEGER,
+        credential TEXT,
+        guest_seq INTEGER NOT NULL DEFAULT 0,
+        provider_data TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      -- One live VM per identity: a repeated create finds the existing one.
+      CREATE UNIQUE INDEX vms_live_identity ON vms(identity) WHERE state NOT IN ('destroyed', 'failed');
+      CREATE INDEX vms_identity ON vms(identity);
+      CREATE INDEX vms_action ON vms(action, not_before) WHERE action IS NOT NULL;
+      CREATE INDEX vms_deadline ON vms(deadline_at) WHERE deadline_at IS NOT NULL;
+      CREATE INDEX vms_state ON vms(state);
+
+      CREATE TABLE vm_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        vm_id INTEGER NOT NULL REFERENCES vms(id),
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        note TEXT NOT NULL
+      );
+      CREATE INDEX vm_events_vm ON vm_events(vm_id, id);
+
+      CREATE TABLE deliveries (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (source, id)
+      );
+
+      CREATE TABLE runner_registrations (
+        vm_id INTEGER NOT NULL REFERENCES vms(id),
+        repository TEXT NOT NULL,
+        runner_id INTEGER NOT NULL,
+        runner_name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        removed_at INTEGER,
+        PRIMARY KEY (vm_id, runner_id)
+      );
+    `,
+  },
+];

@@ -1,0 +1,157 @@
+// The store is the only source of truth. This interface is what core/ needs; SQLite implements
+// it today (sqlite.ts) and a PostgreSQL store will implement the same methods. Every method is
+// async so that a networked database fits; every state change happens inside one transaction
+// that re-checks the transition table (lifecycle.TRANSITIONS).
+import type { Action, Decision, LifecycleEvent, VmState } from '../core/lifecycle.ts';
+
+export type VmSource = 'control' | 'legacy' | 'api';
+
+export interface VmRecord {
+  id: number;
+  name: string;
+  /** Live-unique identity (e.g. `control:owner/repo:run:attempt:label`). */
+  identity: string;
+  pool: string;
+  source: VmSource;
+  repository: string;
+  runId: string | null;
+  runAttempt: number | null;
+  /** The pool label that was requested (e.g. `linux`). */
+  label: string;
+  /** Labels the runner registers with; includes the VM's unique label. */
+  runnerLabels: string[];
+  state: VmState;
+  destroyRequested: boolean;
+  failure: string | null;
+  attempts: number;
+  destroyAttempts: number;
+  action: Action | null;
+  /** Epoch ms: run the action no sooner than this. */
+  notBefore: number;
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  /** Epoch ms: a `timeout` event is due at this time. */
+  deadlineAt: number | null;
+  /** Legacy requests: the PAT as received (openssl-encrypted); decrypted only when used. */
+  credential: string | null;
+  /** Highest guest channel message sequence number applied. */
+  guestSeq: number;
+  /** Provider data the service needs later (e.g. the guest channel address). */
+  providerData: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface VmEventRecord {
+  id: number;
+  vmId: number;
+  at: number;
+  event: string;
+  fromState: VmState;
+  toState: VmState;
+  note: string;
+}
+
+export interface RunnerRegistration {
+  vmId: number;
+  repository: string;
+  runnerId: number;
+  runnerName: string;
+  createdAt: number;
+  removedAt: number | null;
+}
+
+export interface NewVm {
+  name: string;
+  identity: string;
+  pool: string;
+  source: VmSource;
+  repository: string;
+  runId: string | null;
+  runAttempt: number | null;
+  label: string;
+  runnerLabels: string[];
+  credential: string | null;
+  /** Seconds until the pending state times out. */
+  queueTimeout: number;
+}
+
+/** The decision a pure function took for one VM: written with its audit event. */
+export interface Transition {
+  event: LifecycleEvent;
+  decision: Decision;
+}
+
+/**
+ * Called inside the store's transaction with the current row; returns the transition to write,
+ * or null to write nothing. Must be pure and synchronous (it may run under a database lock).
+ */
+export type Decide = (vm: VmRecord) => Transition | null;
+
+export interface Lease {
+  owner: string;
+  expiresAt: number;
+}
+
+export interface VmFilter {
+  states?: VmState[];
+  repository?: string;
+  limit?: number;
+}
+
+export interface Store {
+  readonly kind: string;
+  close(): Promise<void>;
+
+  /** Records a delivery id; false when it was seen before (a duplicate). */
+  recordDelivery(source: string, id: string, now: number): Promise<boolean>;
+
+  /**
+   * Inserts a VM unless a live VM (not destroyed/failed) with the same identity exists;
+   * returns that one instead (`created: false`). The `pending` state is recorded as its first event.
+   */
+  insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }>;
+  /** The newest VM with this identity, live or not. */
+  findByIdentity(identity: string): Promise<VmRecord | null>;
+  /** How many VMs (any state) have carried this identity: the next generation number. */
+  countByIdentity(identity: string): Promise<number>;
+  getVm(name: string): Promise<VmRecord | null>;
+  listVms(filter?: VmFilter): Promise<VmRecord[]>;
+  listEvents(vmId: number): Promise<VmEventRecord[]>;
+
+  /**
+   * Applies `decide` to the VM inside one transaction and appends the audit event. With `lease`,
+   * the write happens only if the VM is still leased to that owner (compare-and-set), and the
+   * lease is released. Returns the VM after the write and whether a transition was written;
+   * `leaseLost` when the lease did not match.
+   */
+  transition(
+    name: string,
+    decide: Decide,
+    now: number,
+    lease?: Lease,
+  ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }>;
+
+  /** Merges provider data (e.g. the channel address) into the VM's record. */
+  setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void>;
+  /** Records the highest guest message seq applied (monotonic). */
+  setGuestSeq(name: string, seq: number, now: number): Promise<void>;
+
+  /**
+   * Leases up to `limit` VMs with a due action and no live lease: one conditional update
+   * (expired leases are taken over: a crashed worker's step is resumed).
+   */
+  claim(owner: string, now: number, leaseMs: number, limit: number): Promise<VmRecord[]>;
+  /** Extends a lease the owner still holds. */
+  renew(name: string, lease: Lease, leaseMs: number, now: number): Promise<Lease | null>;
+
+  /** VMs in a non-terminal state whose deadline has passed. */
+  due(now: number): Promise<VmRecord[]>;
+
+  recordRegistration(reg: Omit<RunnerRegistration, 'removedAt'>): Promise<void>;
+  markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void>;
+  listRegistrations(filter: { vmId?: number; live?: boolean }): Promise<RunnerRegistration[]>;
+
+  /** Cheap liveness check for /healthz. */
+  ping(): Promise<void>;
+}

@@ -1,0 +1,198 @@
+// Store tests on a real SQLite file each. Written as a contract (defineStoreContract) so the
+// PostgreSQL store will run the very same tests.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { next, type LifecycleEvent, type Timeouts } from '../../src/core/lifecycle.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import type { NewVm, Store, Transition, VmRecord } from '../../src/store/store.ts';
+
+const T: Timeouts = { queue: 60, provision: 60, boot: 60, idle: 60, job: 60, drain: 60 };
+
+const newVm = (n: number, extra: Partial<NewVm> = {}): NewVm => ({
+  name: `hatchery-linux-${n}-1-abcdef`,
+  identity: `control:o/r:${n}:1:linux`,
+  pool: 'linux',
+  source: 'control',
+  repository: 'o/r',
+  runId: String(n),
+  runAttempt: 1,
+  label: 'linux',
+  runnerLabels: ['linux', `hatchery-linux-${n}-1-abcdef`],
+  credential: null,
+  queueTimeout: 60,
+  ...extra,
+});
+
+/** The decide function the core uses: the pure lifecycle, applied to the row. */
+const apply =
+  (event: LifecycleEvent) =>
+  (vm: VmRecord): Transition | null => {
+    const o = next(vm, event, T);
+    return o.kind === 'next' ? { event, decision: o.decision } : null;
+  };
+
+function defineStoreContract(kind: string, makeStore: () => Promise<Store>): void {
+  describe(`${kind} store`, () => {
+    it('deduplicates deliveries per source', async () => {
+      const s = await makeStore();
+      assert.equal(await s.recordDelivery('github', 'd1', 1), true);
+      assert.equal(await s.recordDelivery('github', 'd1', 2), false);
+      assert.equal(await s.recordDelivery('control', 'd1', 3), true);
+    });
+
+    it('inserts a VM once per live identity, and again after the first is destroyed', async () => {
+      const s = await makeStore();
+      const a = await s.insertVm(newVm(1), 1000);
+      const b = await s.insertVm(newVm(1, { name: 'hatchery-other-name' }), 1001);
+      assert.equal(a.created, true);
+      assert.equal(b.created, false);
+      assert.equal(b.vm.name, a.vm.name);
+      assert.equal(a.vm.state, 'pending');
+      assert.equal(a.vm.deadlineAt, 1000 + 60_000);
+      await s.transition(a.vm.name, apply({ type: 'destroy_requested', by: 'test' }), 1002);
+      const c = await s.insertVm(newVm(1, { name: 'hatchery-linux-1-1-abcdef-g2' }), 1003);
+      assert.equal(c.created, true);
+      assert.equal(await s.countByIdentity(newVm(1).identity), 2);
+      assert.equal((await s.findByIdentity(newVm(1).identity))?.name, 'hatchery-linux-1-1-abcdef-g2');
+    });
+
+    it('writes a transition and its audit event in one step', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(2), 1000);
+      const r = await s.transition(vm.name, apply({ type: 'admitted' }), 2000);
+      assert.equal(r.applied, true);
+      assert.equal(r.vm?.state, 'provisioning');
+      assert.equal(r.vm?.action, 'provision');
+      assert.equal(r.vm?.deadlineAt, 2000 + 60_000);
+      const events = await s.listEvents(vm.id);
+      assert.deepEqual(
+        events.map((e) => [e.event, e.fromState, e.toState]),
+        [
+          ['requested', 'pending', 'pending'],
+          ['admitted', 'pending', 'provisioning'],
+        ],
+      );
+    });
+
+    it('writes nothing for an ignored event', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(3), 1000);
+      const r = await s.transition(vm.name, apply({ type: 'job_started' }), 2000);
+      assert.equal(r.applied, false);
+      assert.equal((await s.listEvents(vm.id)).length, 1);
+    });
+
+    it('refuses a transition outside the table', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(4), 1000);
+      const bogus = (v: VmRecord): Transition => ({
+        event: { type: 'created' },
+        decision: { ...v, state: 'busy', action: null, delayMs: 0, deadline: null, note: 'bogus' },
+      });
+      await assert.rejects(s.transition(vm.name, bogus, 2000), /pending → busy is not an allowed transition/);
+      assert.equal((await s.getVm(vm.name))?.state, 'pending');
+    });
+
+    it('leases a due action to one claimant only, and takes over an expired lease', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(5), 1000);
+      await s.transition(vm.name, apply({ type: 'admitted' }), 1000);
+      const first = await s.claim('w1', 2000, 10_000, 10);
+      const second = await s.claim('w2', 2001, 10_000, 10);
+      assert.deepEqual(first.map((v) => v.name), [vm.name]);
+      assert.deepEqual(second, []);
+      const taken = await s.claim('w2', 12_001, 10_000, 10);
+      assert.equal(taken[0]?.leaseOwner, 'w2');
+      // The first worker's late result is refused (compare-and-set on the lease).
+      const late = await s.transition(vm.name, apply({ type: 'created' }), 12_002, { owner: 'w1', expiresAt: 12_000 });
+      assert.equal(late.leaseLost, true);
+      assert.equal(late.vm?.state, 'provisioning');
+      const ok = await s.transition(vm.name, apply({ type: 'created' }), 12_003, {
+        owner: 'w2',
+        expiresAt: taken[0]!.leaseExpiresAt!,
+      });
+      assert.equal(ok.applied, true);
+      assert.equal(ok.vm?.state, 'booting');
+      assert.equal(ok.vm?.leaseOwner, null, 'the lease is released with the result');
+    });
+
+    it('does not claim an action before its backoff ends', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(6), 1000);
+      await s.transition(vm.name, apply({ type: 'admitted' }), 1000);
+      const [c] = await s.claim('w', 1000, 5000, 1);
+      await s.transition(vm.name, apply({ type: 'create_failed', error: 'x', retryable: true }), 1100, {
+        owner: 'w',
+        expiresAt: c!.leaseExpiresAt!,
+      });
+      assert.deepEqual(await s.claim('w', 1500, 5000, 1), []);
+      assert.equal((await s.claim('w', 2100, 5000, 1)).length, 1);
+    });
+
+    it('renews a held lease only', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(7), 1000);
+      await s.transition(vm.name, apply({ type: 'admitted' }), 1000);
+      const [c] = await s.claim('w', 1000, 5000, 1);
+      const renewed = await s.renew(vm.name, { owner: 'w', expiresAt: c!.leaseExpiresAt! }, 5000, 3000);
+      assert.deepEqual(renewed, { owner: 'w', expiresAt: 8000 });
+      assert.equal(await s.renew(vm.name, { owner: 'x', expiresAt: 8000 }, 5000, 3000), null);
+    });
+
+    it('lists VMs whose deadline passed, live ones only', async () => {
+      const s = await makeStore();
+      const a = await s.insertVm(newVm(8), 1000);
+      await s.insertVm(newVm(9), 50_000);
+      assert.deepEqual((await s.due(61_000)).map((v) => v.name), [a.vm.name]);
+      await s.transition(a.vm.name, apply({ type: 'destroy_requested', by: 't' }), 61_000);
+      assert.deepEqual(await s.due(61_001), []);
+    });
+
+    it('keeps provider data, guest seq and runner registrations', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(10), 1000);
+      await s.setProviderData(vm.name, { channel: { kind: 'unix', path: '/x' } }, 1001);
+      await s.setProviderData(vm.name, { pid: 42 }, 1002);
+      await s.setGuestSeq(vm.name, 3, 1003);
+      await s.setGuestSeq(vm.name, 2, 1004);
+      const got = await s.getVm(vm.name);
+      assert.deepEqual(got?.providerData, { channel: { kind: 'unix', path: '/x' }, pid: 42 });
+      assert.equal(got?.guestSeq, 3);
+      await s.recordRegistration({ vmId: vm.id, repository: 'o/r', runnerId: 7, runnerName: vm.name, createdAt: 1 });
+      assert.equal((await s.listRegistrations({ live: true })).length, 1);
+      await s.markRegistrationRemoved(vm.id, 7, 5);
+      assert.equal((await s.listRegistrations({ live: true })).length, 0);
+      assert.equal((await s.listRegistrations({ vmId: vm.id }))[0]?.removedAt, 5);
+    });
+  });
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-store-'));
+const opened: SqliteStore[] = [];
+after(async () => {
+  // Close every database before removing its directory: an open handle would keep the WAL.
+  for (const s of opened) await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+let n = 0;
+defineStoreContract('sqlite', async () => {
+  const s = new SqliteStore(path.join(dir, `t${++n}.db`));
+  opened.push(s);
+  return s;
+});
+
+describe('sqlite migrations', () => {
+  it('applies each migration once, and records the schema version', async () => {
+    const file = path.join(dir, 'migrate.db');
+    const a = new SqliteStore(file);
+    opened.push(a);
+    assert.equal(a.schemaVersion(), 1);
+    assert.deepEqual(a.migrate(), [], 'a second run applies nothing');
+    const b = new SqliteStore(file);
+    opened.push(b);
+    assert.equal(b.schemaVersion(), 1);
+  });
+});
