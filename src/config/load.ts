@@ -58,14 +58,20 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
 
   const explicit = opts.file ?? env.HATCHERY_CONFIG;
-  const file = explicit ? path.resolve(cwd, explicit) : existsSync(path.join(cwd, 'hatchery.toml')) ? path.join(cwd, 'hatchery.toml') : null;
+  const file = explicit
+    ? path.resolve(cwd, explicit)
+    : existsSync(path.join(cwd, 'hatchery.toml'))
+      ? path.join(cwd, 'hatchery.toml')
+      : null;
   let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new ConfigError(`${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})`);
+      throw new ConfigError(
+        `${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})`,
+      );
     }
     try {
       raw = parseToml(text) as Record<string, unknown>;
@@ -99,7 +105,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       const key = issue.path.map(String).join('.') || '(top level)';
       const where = envByKey[key] ? `env ${envByKey[key]}` : (file ?? 'defaults');
       const message =
-        issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+        issue.code === 'unrecognized_keys'
+          ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+          : issue.message;
       return `${where}: ${key}: ${message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);

@@ -32,9 +32,18 @@ export const poolSchema = z
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-", at most 32'),
     labels: z.array(z.string().regex(LABEL, 'letters, digits, ".", "_", "-"')).min(1),
     provider: z.enum(['qemu']).default('qemu'),
-    image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name').default('tiny'),
+    image: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name')
+      .default('tiny'),
     cpus: z.number().int().min(1).max(64).default(1),
-    memory: z.number().int().min(64).max(1024 * 1024).default(256).describe('MiB'),
+    memory: z
+      .number()
+      .int()
+      .min(64)
+      .max(1024 * 1024)
+      .default(256)
+      .describe('MiB'),
     max_vms: z.number().int().min(1).default(4),
     network: z.enum(['restricted', 'open']).default('restricted'),
     forwards: z.array(forward).default([]),
@@ -124,7 +133,9 @@ export const configSchema = z
       .strict()
       .prefault({}),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
       .strict()
       .prefault({}),
     pools: z.array(poolSchema).prefault([{ name: 'linux', labels: ['linux'] }]),
@@ -134,12 +145,17 @@ export const configSchema = z
     const names = new Set<string>();
     const labels = new Map<string, string>();
     c.pools.forEach((p, i) => {
-      if (names.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool ${p.name}` });
+      if (names.has(p.name))
+        ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool ${p.name}` });
       names.add(p.name);
       for (const l of p.labels) {
         const other = labels.get(l.toLowerCase());
         if (other) {
-          ctx.addIssue({ code: 'custom', path: ['pools', i, 'labels'], message: `label ${l} is also in pool ${other}` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pools', i, 'labels'],
+            message: `label ${l} is also in pool ${other}`,
+          });
         }
         labels.set(l.toLowerCase(), p.name);
       }

@@ -167,7 +167,14 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
   ): Outcome => ({
     kind: 'next',
     // Staying in a state keeps its deadline: a boot report must not restart the boot timeout.
-    decision: { ...base, deadline: state === vm.state ? 'keep' : deadlineFor(state, t), ...extra, state, action, note },
+    decision: {
+      ...base,
+      deadline: state === vm.state ? 'keep' : deadlineFor(state, t),
+      ...extra,
+      state,
+      action,
+      note,
+    },
   });
   const destroy = (note: string, failure: string | null = vm.failure): Outcome =>
     go('destroying', 'destroy', note, { failure, destroyAttempts: 0 });
@@ -179,7 +186,8 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
   switch (event.type) {
     case 'destroy_requested':
       if (vm.state === 'destroying') return ignore('already destroying');
-      if (vm.state === 'pending') return go('destroyed', null, `destroy requested by ${event.by} before provisioning`);
+      if (vm.state === 'pending')
+        return go('destroyed', null, `destroy requested by ${event.by} before provisioning`);
       if (vm.state === 'provisioning') {
         // provider.create may be running: destroy when it returns (created/create_failed/cancelled).
         return go('provisioning', 'provision', `destroy requested by ${event.by}; after the create step`, {
@@ -232,7 +240,9 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
         case 'guest_booted':
           return vm.state === 'booting' ? go('booting', null, 'guest booted') : ignore('late boot report');
         case 'runner_registered':
-          return vm.state === 'booting' ? go('idle', null, 'runner registered') : ignore('already registered');
+          return vm.state === 'booting'
+            ? go('idle', null, 'runner registered')
+            : ignore('already registered');
         case 'job_started':
           return vm.state === 'busy'
             ? ignore('job already started')
@@ -240,7 +250,8 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
         case 'job_finished':
           return go('draining', null, `job finished${event.result ? `: ${event.result}` : ''}`);
         case 'runner_exited':
-          if (vm.state === 'busy') return go('draining', null, `runner exited (${event.code ?? '?'}) during its job`);
+          if (vm.state === 'busy')
+            return go('draining', null, `runner exited (${event.code ?? '?'}) during its job`);
           return destroy(
             `runner exited (${event.code ?? '?'}) without running a job`,
             `runner exited (code ${event.code ?? 'unknown'}) before running a job`,
@@ -289,12 +300,17 @@ function onTimeout(
 ): Outcome {
   switch (vm.state) {
     case 'pending':
-      return go('failed', null, `no capacity within ${t.queue} s`, { failure: `no capacity within ${t.queue} s` });
+      return go('failed', null, `no capacity within ${t.queue} s`, {
+        failure: `no capacity within ${t.queue} s`,
+      });
     case 'provisioning':
       // The worker aborts a create that outlives its lease; this catches a create stuck in backoff.
       return vm.destroyRequested
         ? destroy('provisioning timed out; destroy was requested')
-        : destroy(`provisioning took longer than ${t.provision} s`, `provisioning timed out after ${t.provision} s`);
+        : destroy(
+            `provisioning took longer than ${t.provision} s`,
+            `provisioning timed out after ${t.provision} s`,
+          );
     case 'booting':
       return destroy(
         `runner did not register within ${t.boot} s`,

@@ -16,12 +16,18 @@ export class InvalidIdentifier extends Error {
 }
 
 /** `owner/repo` as GitHub allows it; `.`/`..` (path traversal) and anything else are refused. */
-export function parseRepository(value: unknown, field = 'repository'): { owner: string; repo: string; full: string } {
+export function parseRepository(
+  value: unknown,
+  field = 'repository',
+): { owner: string; repo: string; full: string } {
   if (typeof value !== 'string') throw new InvalidIdentifier(field, 'must be a string "owner/repo"');
   const parts = value.split('/');
   const [owner, repo] = parts;
   if (parts.length !== 2 || !owner || !repo || !OWNER.test(owner) || !REPO.test(repo) || /^\.+$/.test(repo)) {
-    throw new InvalidIdentifier(field, `must be "owner/repo" with letters, digits, "-", "_", "." (got ${quote(value)})`);
+    throw new InvalidIdentifier(
+      field,
+      `must be "owner/repo" with letters, digits, "-", "_", "." (got ${quote(value)})`,
+    );
   }
   return { owner, repo, full: `${owner}/${repo}` };
 }
@@ -33,7 +39,8 @@ export function parsePositiveInt(value: unknown, field: string, max = Number.MAX
     throw new InvalidIdentifier(field, `must be a positive integer (got ${quote(value)})`);
   }
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new InvalidIdentifier(field, `out of range (got ${text})`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    throw new InvalidIdentifier(field, `out of range (got ${text})`);
   return n;
 }
 
@@ -80,7 +87,12 @@ function shortHash(text: string): string {
  * `hatchery-<label>-<key>-<hash of repository and identity>`; at most 63 characters,
  * `[a-z0-9-]` only (a valid hostname, file name and runner name).
  */
-export function vmName(parts: { repository: string; label: string; key: string; generation?: number }): string {
+export function vmName(parts: {
+  repository: string;
+  label: string;
+  key: string;
+  generation?: number;
+}): string {
   const gen = parts.generation && parts.generation > 1 ? `-g${parts.generation}` : '';
   const hash = shortHash(`${parts.repository}\n${parts.label}\n${parts.key}`);
   const head = `${VM_PREFIX}${slug(parts.label, 20)}-${slug(parts.key, 24)}`;
@@ -90,6 +102,6 @@ export function vmName(parts: { repository: string; label: string; key: string; 
 }
 
 function quote(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
 }

@@ -34,7 +34,9 @@ export function opensslDecrypt(encoded: string, password: string): string {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new DecryptError('token is not base64 text');
   const raw = Buffer.from(b64, 'base64');
   if (raw.length < 32 || !raw.subarray(0, 8).equals(MAGIC)) {
-    throw new DecryptError('token is not openssl "Salted__" output (use openssl enc -aes-256-cbc -pbkdf2 -a)');
+    throw new DecryptError(
+      'token is not openssl "Salted__" output (use openssl enc -aes-256-cbc -pbkdf2 -a)',
+    );
   }
   const { key, iv } = deriveKeyIv(password, raw.subarray(8, 16));
   const decipher = createDecipheriv('aes-256-cbc', key, iv);
@@ -47,7 +49,8 @@ export function opensslDecrypt(encoded: string, password: string): string {
 
 // About 1 wrong password in 256 yields valid-looking padding and garbage: only a plaintext that
 // looks like a GitHub token is accepted.
-const TOKEN_PATTERN = /^(ghp_[A-Za-z0-9]{20,255}|github_pat_[A-Za-z0-9_]{20,255}|gh[ousr]_[A-Za-z0-9]{20,255})$/;
+const TOKEN_PATTERN =
+  /^(ghp_[A-Za-z0-9]{20,255}|github_pat_[A-Za-z0-9_]{20,255}|gh[ousr]_[A-Za-z0-9]{20,255})$/;
 
 /** Decrypts a legacy encrypted PAT and checks it looks like a GitHub token. */
 export function decryptGitHubToken(encoded: string, password: string): string {

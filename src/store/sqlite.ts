@@ -73,24 +73,30 @@ export class SqliteStore implements Store {
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
     );
     const applied = new Set(
-      (this.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+      (this.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
+        (r) => r.version,
+      ),
     );
     const done: number[] = [];
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.db
-          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-          .run(m.version, m.name, Date.now());
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(m.sql);
+          this.db
+            .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+            .run(m.version, m.name, Date.now());
+        })
+        .immediate();
       done.push(m.version);
     }
     return done;
   }
 
   schemaVersion(): number {
-    const r = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+    const r = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as {
+      v: number | null;
+    };
     return r.v ?? 0;
   }
 
@@ -149,14 +155,16 @@ export class SqliteStore implements Store {
   }
 
   async findByIdentity(identity: string): Promise<VmRecord | null> {
-    const r = this.db.prepare('SELECT * FROM vms WHERE identity = ? ORDER BY id DESC LIMIT 1').get(identity) as
-      | Row
-      | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM vms WHERE identity = ? ORDER BY id DESC LIMIT 1')
+      .get(identity) as Row | undefined;
     return r ? toVm(r) : null;
   }
 
   async countByIdentity(identity: string): Promise<number> {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM vms WHERE identity = ?').get(identity) as { n: number }).n;
+    return (
+      this.db.prepare('SELECT COUNT(*) AS n FROM vms WHERE identity = ?').get(identity) as { n: number }
+    ).n;
   }
 
   async getVm(name: string): Promise<VmRecord | null> {
@@ -180,15 +188,17 @@ export class SqliteStore implements Store {
   }
 
   async listEvents(vmId: number): Promise<VmEventRecord[]> {
-    return (this.db.prepare('SELECT * FROM vm_events WHERE vm_id = ? ORDER BY id').all(vmId) as Row[]).map((r) => ({
-      id: r.id as number,
-      vmId: r.vm_id as number,
-      at: r.at as number,
-      event: r.event as string,
-      fromState: r.from_state as VmState,
-      toState: r.to_state as VmState,
-      note: r.note as string,
-    }));
+    return (this.db.prepare('SELECT * FROM vm_events WHERE vm_id = ? ORDER BY id').all(vmId) as Row[]).map(
+      (r) => ({
+        id: r.id as number,
+        vmId: r.vm_id as number,
+        at: r.at as number,
+        event: r.event as string,
+        fromState: r.from_state as VmState,
+        toState: r.to_state as VmState,
+        note: r.note as string,
+      }),
+    );
   }
 
   async transition(
@@ -208,14 +218,22 @@ export class SqliteStore implements Store {
         const releaseSql = lease ? ', lease_owner = NULL, lease_expires_at = NULL' : '';
         const t = decide(vm);
         if (!t) {
-          if (lease) this.db.prepare(`UPDATE vms SET updated_at = ?${releaseSql} WHERE id = ?`).run(now, vm.id);
-          return { vm: toVm(this.db.prepare('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row), applied: false, leaseLost: false };
+          if (lease)
+            this.db.prepare(`UPDATE vms SET updated_at = ?${releaseSql} WHERE id = ?`).run(now, vm.id);
+          return {
+            vm: toVm(this.db.prepare('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row),
+            applied: false,
+            leaseLost: false,
+          };
         }
         const d = t.decision;
         if (d.state !== vm.state && !TRANSITIONS[vm.state].includes(d.state)) {
-          throw new InvalidTransitionError(`${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`);
+          throw new InvalidTransitionError(
+            `${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`,
+          );
         }
-        const deadlineAt = d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000;
+        const deadlineAt =
+          d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000;
         this.db
           .prepare(
             `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
@@ -235,7 +253,9 @@ export class SqliteStore implements Store {
             vm.id,
           );
         this.db
-          .prepare('INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)')
+          .prepare(
+            'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
+          )
           .run(vm.id, now, t.event.type, vm.state, d.state, d.note);
         const after = toVm(this.db.prepare('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row);
         return { vm: after, applied: true, leaseLost: false };
@@ -272,7 +292,9 @@ export class SqliteStore implements Store {
   async renew(name: string, lease: Lease, leaseMs: number, now: number): Promise<Lease | null> {
     const expiresAt = now + leaseMs;
     const r = this.db
-      .prepare('UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?')
+      .prepare(
+        'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
+      )
       .run(expiresAt, name, lease.owner, lease.expiresAt);
     return r.changes === 1 ? { owner: lease.owner, expiresAt } : null;
   }
@@ -298,7 +320,9 @@ export class SqliteStore implements Store {
 
   async markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void> {
     this.db
-      .prepare('UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL')
+      .prepare(
+        'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
+      )
       .run(now, vmId, runnerId);
   }
 
@@ -311,7 +335,9 @@ export class SqliteStore implements Store {
     }
     if (filter.live) where.push('removed_at IS NULL');
     const rows = this.db
-      .prepare(`SELECT * FROM runner_registrations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at`)
+      .prepare(
+        `SELECT * FROM runner_registrations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at`,
+      )
       .all(...args) as Row[];
     return rows.map((r) => ({
       vmId: r.vm_id as number,

@@ -102,12 +102,18 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       await s.transition(vm.name, apply({ type: 'admitted' }), 1000);
       const first = await s.claim('w1', 2000, 10_000, 10);
       const second = await s.claim('w2', 2001, 10_000, 10);
-      assert.deepEqual(first.map((v) => v.name), [vm.name]);
+      assert.deepEqual(
+        first.map((v) => v.name),
+        [vm.name],
+      );
       assert.deepEqual(second, []);
       const taken = await s.claim('w2', 12_001, 10_000, 10);
       assert.equal(taken[0]?.leaseOwner, 'w2');
       // The first worker's late result is refused (compare-and-set on the lease).
-      const late = await s.transition(vm.name, apply({ type: 'created' }), 12_002, { owner: 'w1', expiresAt: 12_000 });
+      const late = await s.transition(vm.name, apply({ type: 'created' }), 12_002, {
+        owner: 'w1',
+        expiresAt: 12_000,
+      });
       assert.equal(late.leaseLost, true);
       assert.equal(late.vm?.state, 'provisioning');
       const ok = await s.transition(vm.name, apply({ type: 'created' }), 12_003, {
@@ -146,7 +152,10 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       const s = await makeStore();
       const a = await s.insertVm(newVm(8), 1000);
       await s.insertVm(newVm(9), 50_000);
-      assert.deepEqual((await s.due(61_000)).map((v) => v.name), [a.vm.name]);
+      assert.deepEqual(
+        (await s.due(61_000)).map((v) => v.name),
+        [a.vm.name],
+      );
       await s.transition(a.vm.name, apply({ type: 'destroy_requested', by: 't' }), 61_000);
       assert.deepEqual(await s.due(61_001), []);
     });
@@ -161,7 +170,13 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       const got = await s.getVm(vm.name);
       assert.deepEqual(got?.providerData, { channel: { kind: 'unix', path: '/x' }, pid: 42 });
       assert.equal(got?.guestSeq, 3);
-      await s.recordRegistration({ vmId: vm.id, repository: 'o/r', runnerId: 7, runnerName: vm.name, createdAt: 1 });
+      await s.recordRegistration({
+        vmId: vm.id,
+        repository: 'o/r',
+        runnerId: 7,
+        runnerName: vm.name,
+        createdAt: 1,
+      });
       assert.equal((await s.listRegistrations({ live: true })).length, 1);
       await s.markRegistrationRemoved(vm.id, 7, 5);
       assert.equal((await s.listRegistrations({ live: true })).length, 0);

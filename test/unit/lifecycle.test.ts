@@ -168,7 +168,9 @@ describe('booting', () => {
   it('destroys and fails when the VM stops', () => {
     assert.match(hops(vm('booting'), sample.vm_exited, 'destroying', 'destroy').failure ?? '', /stopped unexpectedly/);
   });
-  it('destroys on request', () => hops(vm('booting'), sample.destroy_requested, 'destroying', 'destroy'));
+  it('destroys on request', () => {
+    hops(vm('booting'), sample.destroy_requested, 'destroying', 'destroy'));
+  });
 });
 
 describe('idle', () => {
@@ -188,7 +190,9 @@ describe('busy', () => {
   it('goes to draining when the job finishes, with the drain deadline', () => {
     assert.equal(hops(vm('busy'), sample.job_finished, 'draining', null).deadline, T.drain);
   });
-  it('goes to draining when the runner exits', () => hops(vm('busy'), sample.runner_exited, 'draining', null));
+  it('goes to draining when the runner exits', () => {
+    hops(vm('busy'), sample.runner_exited, 'draining', null));
+  });
   it('destroys and fails on job timeout', () => {
     assert.match(hops(vm('busy'), sample.timeout, 'destroying', 'destroy').failure ?? '', /job timeout/);
   });
@@ -199,12 +203,16 @@ describe('draining', () => {
   it('destroys without failure when the VM powers off', () => {
     assert.equal(hops(vm('draining'), sample.vm_exited, 'destroying', 'destroy').failure, null);
   });
-  it('destroys when the VM does not power off in time', () => hops(vm('draining'), sample.timeout, 'destroying', 'destroy'));
+  it('destroys when the VM does not power off in time', () => {
+    hops(vm('draining'), sample.timeout, 'destroying', 'destroy'));
+  });
   it('ignores the runner exit that follows the job', () => ignores(vm('draining'), sample.runner_exited));
 });
 
 describe('destroying', () => {
-  it('ends destroyed when destroy succeeds', () => hops(vm('destroying'), sample.destroy_done, 'destroyed', null));
+  it('ends destroyed when destroy succeeds', () => {
+    hops(vm('destroying'), sample.destroy_done, 'destroyed', null));
+  });
   it('ends failed, with the reason, when it was destroyed because of a failure', () => {
     const d = hops(vm('destroying', { failure: 'boot timeout' }), sample.destroy_done, 'failed', null);
     assert.equal(d.failure, 'boot timeout');
