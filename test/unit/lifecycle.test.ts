@@ -79,7 +79,8 @@ describe('every (state, event) pair', () => {
             `${state} → ${d.state} is not in the transition table`,
           );
           assert.ok(d.note.length > 0, 'every transition is explained in the audit trail');
-          if (d.state === 'destroying') assert.equal(d.action, 'destroy', 'destroying always has a destroy step');
+          if (d.state === 'destroying')
+            assert.equal(d.action, 'destroy', 'destroying always has a destroy step');
           if (d.state === 'destroyed' || d.state === 'failed') assert.equal(d.action, null);
           if (d.state === 'failed') assert.ok(d.failure, 'failed always carries a reason');
         }
@@ -118,11 +119,21 @@ describe('provisioning', () => {
     assert.equal(d.deadline, 'keep');
   });
   it(`destroys and fails after ${MAX_CREATE_ATTEMPTS} create attempts`, () => {
-    const d = hops(vm('provisioning', { attempts: MAX_CREATE_ATTEMPTS - 1 }), sample.create_failed, 'destroying', 'destroy');
+    const d = hops(
+      vm('provisioning', { attempts: MAX_CREATE_ATTEMPTS - 1 }),
+      sample.create_failed,
+      'destroying',
+      'destroy',
+    );
     assert.match(d.failure ?? '', /create failed: qemu exited 1/);
   });
   it('does not retry a non-retryable create failure', () => {
-    const d = hops(vm('provisioning'), { type: 'create_failed', error: 'no such image', retryable: false }, 'destroying', 'destroy');
+    const d = hops(
+      vm('provisioning'),
+      { type: 'create_failed', error: 'no such image', retryable: false },
+      'destroying',
+      'destroy',
+    );
     assert.match(d.failure ?? '', /no such image/);
   });
   it('remembers a destroy request while create runs, and keeps the provision step', () => {
@@ -137,7 +148,12 @@ describe('provisioning', () => {
     hops(vm('provisioning', { destroyRequested: true }), sample.create_cancelled, 'destroying', 'destroy');
   });
   it('destroys when a failed create was meant to be destroyed anyway', () => {
-    const d = hops(vm('provisioning', { destroyRequested: true }), sample.create_failed, 'destroying', 'destroy');
+    const d = hops(
+      vm('provisioning', { destroyRequested: true }),
+      sample.create_failed,
+      'destroying',
+      'destroy',
+    );
     assert.equal(d.failure, null);
   });
   it('destroys and fails on timeout', () => {
@@ -166,10 +182,13 @@ describe('booting', () => {
     assert.match(d.failure ?? '', /checksum mismatch/);
   });
   it('destroys and fails when the VM stops', () => {
-    assert.match(hops(vm('booting'), sample.vm_exited, 'destroying', 'destroy').failure ?? '', /stopped unexpectedly/);
+    assert.match(
+      hops(vm('booting'), sample.vm_exited, 'destroying', 'destroy').failure ?? '',
+      /stopped unexpectedly/,
+    );
   });
   it('destroys on request', () => {
-    hops(vm('booting'), sample.destroy_requested, 'destroying', 'destroy'));
+    hops(vm('booting'), sample.destroy_requested, 'destroying', 'destroy');
   });
 });
 
@@ -181,7 +200,10 @@ describe('idle', () => {
     assert.equal(hops(vm('idle'), sample.timeout, 'destroying', 'destroy').failure, null);
   });
   it('fails when the runner exits without a job', () => {
-    assert.match(hops(vm('idle'), sample.runner_exited, 'destroying', 'destroy').failure ?? '', /before running a job/);
+    assert.match(
+      hops(vm('idle'), sample.runner_exited, 'destroying', 'destroy').failure ?? '',
+      /before running a job/,
+    );
   });
   it('ignores a repeated registration', () => ignores(vm('idle'), sample.runner_registered));
 });
@@ -191,7 +213,7 @@ describe('busy', () => {
     assert.equal(hops(vm('busy'), sample.job_finished, 'draining', null).deadline, T.drain);
   });
   it('goes to draining when the runner exits', () => {
-    hops(vm('busy'), sample.runner_exited, 'draining', null));
+    hops(vm('busy'), sample.runner_exited, 'draining', null);
   });
   it('destroys and fails on job timeout', () => {
     assert.match(hops(vm('busy'), sample.timeout, 'destroying', 'destroy').failure ?? '', /job timeout/);
@@ -204,14 +226,14 @@ describe('draining', () => {
     assert.equal(hops(vm('draining'), sample.vm_exited, 'destroying', 'destroy').failure, null);
   });
   it('destroys when the VM does not power off in time', () => {
-    hops(vm('draining'), sample.timeout, 'destroying', 'destroy'));
+    hops(vm('draining'), sample.timeout, 'destroying', 'destroy');
   });
   it('ignores the runner exit that follows the job', () => ignores(vm('draining'), sample.runner_exited));
 });
 
 describe('destroying', () => {
   it('ends destroyed when destroy succeeds', () => {
-    hops(vm('destroying'), sample.destroy_done, 'destroyed', null));
+    hops(vm('destroying'), sample.destroy_done, 'destroyed', null);
   });
   it('ends failed, with the reason, when it was destroyed because of a failure', () => {
     const d = hops(vm('destroying', { failure: 'boot timeout' }), sample.destroy_done, 'failed', null);
