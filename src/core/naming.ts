@@ -95,7 +95,7 @@ export function vmName(parts: {
 }): string {
   const gen = parts.generation && parts.generation > 1 ? `-g${parts.generation}` : '';
   const hash = shortHash(`${parts.repository}\n${parts.label}\n${parts.key}`);
-  const head = `${VM_PREFIX}${slug(parts.label, 20)}-${slug(parts.key, 24)}`;
+  const head = `${VM_PREFIX}${slug(parts.label, 20)}-${slug(parts.key, 20)}`;
   const name = `${head}-${hash}${gen}`;
   if (!isVmName(name)) throw new InvalidIdentifier('name', `derived an invalid VM name ${name}`);
   return name;

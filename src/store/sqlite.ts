@@ -299,6 +299,15 @@ export class SqliteStore implements Store {
     return r.changes === 1 ? { owner: lease.owner, expiresAt } : null;
   }
 
+  async releaseLease(name: string, owner: string): Promise<boolean> {
+    const r = this.db
+      .prepare(
+        'UPDATE vms SET lease_owner = NULL, lease_expires_at = NULL WHERE name = ? AND lease_owner = ?',
+      )
+      .run(name, owner);
+    return r.changes === 1;
+  }
+
   async due(now: number): Promise<VmRecord[]> {
     return (
       this.db

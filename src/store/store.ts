@@ -145,6 +145,9 @@ export interface Store {
   /** Extends a lease the owner still holds. */
   renew(name: string, lease: Lease, leaseMs: number, now: number): Promise<Lease | null>;
 
+  /** Drops a lease held by `owner` (a crashed process of ours), so its step is resumed now. */
+  releaseLease(name: string, owner: string): Promise<boolean>;
+
   /** VMs in a non-terminal state whose deadline has passed. */
   due(now: number): Promise<VmRecord[]>;
 

@@ -1,0 +1,51 @@
+// The one way a lifecycle event reaches the store: the pure decision runs inside the store's
+// transaction, then the change is logged and waiters are woken.
+import type { Lease, VmRecord } from '../store/store.ts';
+import type { CoreContext } from './context.ts';
+import { timeoutsFor } from './context.ts';
+import { next, type LifecycleEvent } from './lifecycle.ts';
+
+export interface Applied {
+  vm: VmRecord | null;
+  applied: boolean;
+  leaseLost: boolean;
+}
+
+export async function applyEvent(
+  ctx: Pick<CoreContext, 'store' | 'pools' | 'clock' | 'log' | 'notifier'>,
+  name: string,
+  event: LifecycleEvent,
+  lease?: Lease,
+): Promise<Applied> {
+  let from: string | null = null;
+  let ignored: string | null = null;
+  const r = await ctx.store.transition(
+    name,
+    (vm) => {
+      from = vm.state;
+      const o = next(vm, event, timeoutsFor(ctx, vm.pool));
+      if (o.kind === 'ignored') {
+        ignored = o.reason;
+        return null;
+      }
+      return { event, decision: o.decision };
+    },
+    ctx.clock(),
+    lease,
+  );
+  if (r.leaseLost) {
+    ctx.log.error(
+      { vm: name, event: event.type },
+      'lease lost: another worker took this step over; result dropped',
+    );
+  } else if (r.applied && r.vm) {
+    ctx.log.info(
+      { vm: name, event: event.type, from, to: r.vm.state, failure: r.vm.failure ?? undefined },
+      'transition',
+    );
+    ctx.notifier.changed(name);
+  } else if (ignored) {
+    ctx.log.debug({ vm: name, event: event.type, state: from, reason: ignored }, 'event ignored');
+  }
+  return r;
+}

@@ -1,0 +1,49 @@
+// What the core needs from the outside world, handed in once by the composition root
+// (src/service.ts). The core reads no environment and opens no files of its own.
+import type { PoolConfig } from '../config/schema.ts';
+import type { RunnersApi } from '../github/runners.ts';
+import type { Logger } from '../log.ts';
+import type { Provider } from '../providers/provider.ts';
+import type { Store, VmRecord } from '../store/store.ts';
+import type { Timeouts } from './lifecycle.ts';
+import type { Notifier } from './notifier.ts';
+
+export interface CoreContext {
+  store: Store;
+  /** The provider serving a pool. */
+  providerFor(pool: string): Provider;
+  /** Every distinct provider (for reconciliation). */
+  providers(): Provider[];
+  /** GitHub runner API with the credential this VM's request came with (throws if none). */
+  runnersFor(vm: Pick<VmRecord, 'credential' | 'repository'>): RunnersApi;
+  pools: PoolConfig[];
+  maxVms: number;
+  /** Runner tarball as the guest downloads it. */
+  runnerDownload: { url: string; sha256: string } | null;
+  runnerGroupId: number;
+  /** The bootstrap script handed to every VM. */
+  bootstrap: string;
+  instanceId: string;
+  clock: () => number;
+  log: Logger;
+  notifier: Notifier;
+}
+
+export class UnknownLabelError extends Error {
+  override name = 'UnknownLabelError';
+}
+
+export function poolForLabel(ctx: Pick<CoreContext, 'pools'>, label: string): PoolConfig {
+  const pool = ctx.pools.find((p) => p.labels.some((l) => l.toLowerCase() === label.toLowerCase()));
+  if (!pool) {
+    const known = ctx.pools.flatMap((p) => p.labels).join(', ');
+    throw new UnknownLabelError(`no pool serves label "${label}" (labels served: ${known})`);
+  }
+  return pool;
+}
+
+export function timeoutsFor(ctx: Pick<CoreContext, 'pools'>, poolName: string): Timeouts {
+  const pool = ctx.pools.find((p) => p.name === poolName);
+  // A VM whose pool was removed from the config still needs timeouts to wind down.
+  return pool?.timeouts ?? { queue: 3600, provision: 300, boot: 300, idle: 900, job: 21600, drain: 60 };
+}

@@ -1,0 +1,82 @@
+// Keeps one channel open to each live VM and turns guest messages into lifecycle events.
+// Opened after create, and for every live VM at start-up: that is how a restarted service
+// adopts running VMs (the guest replays its events on `sync`; seqs already applied are skipped).
+import type { ChannelAddress } from '../providers/provider.ts';
+import { GuestChannel } from '../guest/channel.ts';
+import { toLifecycleEvent, type GuestMessage } from '../guest/protocol.ts';
+import type { VmRecord } from '../store/store.ts';
+import { applyEvent } from './apply.ts';
+import type { CoreContext } from './context.ts';
+import type { VmState } from './lifecycle.ts';
+
+const LINKED_STATES: readonly VmState[] = ['booting', 'idle', 'busy', 'draining'];
+
+export class GuestLinks {
+  private readonly links = new Map<string, GuestChannel>();
+
+  constructor(private readonly ctx: CoreContext) {}
+
+  has(name: string): boolean {
+    return this.links.has(name);
+  }
+
+  /** Opens the VM's channel unless it is open already. A missing socket means the VM is gone. */
+  async ensure(vm: VmRecord): Promise<void> {
+    if (this.links.has(vm.name) || !LINKED_STATES.includes(vm.state)) return;
+    const address = vm.providerData.channel as ChannelAddress | undefined;
+    if (address?.kind !== 'unix') return;
+    const link = new GuestChannel(address.path, vm.guestSeq);
+    this.links.set(vm.name, link);
+    // Messages of one VM are applied strictly in order.
+    let chain: Promise<unknown> = Promise.resolve();
+    const enqueue = (f: () => Promise<unknown>): void => {
+      chain = chain
+        .then(f)
+        .catch((e: Error) => this.ctx.log.error({ vm: vm.name, err: e.message }, 'guest message failed'));
+    };
+    link.on('message', (msg) => enqueue(() => this.onMessage(vm.name, msg)));
+    link.on('closed', (reason) =>
+      enqueue(async () => {
+        if (this.links.get(vm.name) === link) this.links.delete(vm.name);
+        this.ctx.log.info({ vm: vm.name, reason }, 'guest channel closed');
+        await applyEvent(this.ctx, vm.name, { type: 'vm_exited' });
+      }),
+    );
+    try {
+      await link.connect();
+    } catch (e) {
+      this.links.delete(vm.name);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+        this.ctx.log.info({ vm: vm.name, code }, 'guest channel is gone: the VM has stopped');
+        await applyEvent(this.ctx, vm.name, { type: 'vm_exited' });
+      } else {
+        this.ctx.log.warn(
+          { vm: vm.name, err: (e as Error).message },
+          'cannot open guest channel; will retry',
+        );
+      }
+    }
+  }
+
+  private async onMessage(name: string, msg: GuestMessage): Promise<void> {
+    this.ctx.log.info(
+      { vm: name, seq: msg.seq, guest: msg.name, detail: msg.detail || undefined },
+      'guest message',
+    );
+    const event = toLifecycleEvent(msg);
+    if (event) await applyEvent(this.ctx, name, event);
+    await this.ctx.store.setGuestSeq(name, msg.seq, this.ctx.clock());
+  }
+
+  /** Closes our end (the VM keeps running). Before destroy, so the exit is not reported. */
+  close(name: string): void {
+    const link = this.links.get(name);
+    this.links.delete(name);
+    link?.close();
+  }
+
+  closeAll(): void {
+    for (const name of [...this.links.keys()]) this.close(name);
+  }
+}

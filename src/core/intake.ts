@@ -1,0 +1,121 @@
+// Intake turns a verified, parsed request into rows: one VM per requested label, named from its
+// identity so that a repeated request finds the same VM. Nothing slow happens here: the worker
+// picks the rows up. Callers (http routes) have already validated every identifier.
+import type { VmRecord, VmSource } from '../store/store.ts';
+import { applyEvent } from './apply.ts';
+import { poolForLabel, timeoutsFor, type CoreContext } from './context.ts';
+import { isTerminal } from './lifecycle.ts';
+import { vmName } from './naming.ts';
+
+export interface CreateRequest {
+  source: VmSource;
+  repository: string;
+  labels: string[];
+  /** Explicit requests: run id and attempt make the identity (a re-run gets new VMs). */
+  runId?: string;
+  runAttempt?: number;
+  /** Legacy requests: SpinW's ID (no attempt: a re-run reuses it, see docs/adr). */
+  legacyId?: string;
+  /** Legacy: the encrypted PAT as received, decrypted only when a worker needs it. */
+  credential?: string | null;
+}
+
+export type DestroyRequest = Omit<CreateRequest, 'credential'> & { by: string };
+
+export interface IntakeResult {
+  vm: VmRecord;
+  /** False when the request matched an existing VM (a duplicate). */
+  created: boolean;
+}
+
+interface Identity {
+  identity: string;
+  label: string;
+  key: string;
+  extraLabels: string[];
+}
+
+function identities(req: CreateRequest): Identity[] {
+  // Labels are matched case-insensitively, as GitHub matches them: "Linux" and "linux" are one VM.
+  const labels = [...new Set(req.labels.map((l) => l.toLowerCase()))];
+  return labels.map((label) => {
+    if (req.source === 'legacy') {
+      if (!req.legacyId) throw new Error('legacy request without ID');
+      // SpinW workflows run their job on `<server>_<ID>`: keep that label.
+      return {
+        identity: `legacy:${req.repository}:${req.legacyId}:${label}`,
+        label,
+        key: req.legacyId,
+        extraLabels: [`${label}_${req.legacyId}`],
+      };
+    }
+    if (!req.runId || !req.runAttempt) throw new Error('request without run id/attempt');
+    return {
+      identity: `${req.source}:${req.repository}:${req.runId}:${req.runAttempt}:${label}`,
+      label,
+      key: `${req.runId}-${req.runAttempt}`,
+      extraLabels: [],
+    };
+  });
+}
+
+export class Intake {
+  constructor(private readonly ctx: CoreContext) {}
+
+  /** Validates labels against the pools first, so a bad label creates nothing at all. */
+  async create(req: CreateRequest): Promise<IntakeResult[]> {
+    const ids = identities(req);
+    const pools = ids.map((id) => poolForLabel(this.ctx, id.label));
+    const results: IntakeResult[] = [];
+    for (const [i, id] of ids.entries()) {
+      const pool = pools[i]!;
+      const newest = await this.ctx.store.findByIdentity(id.identity);
+      if (newest && (!isTerminal(newest.state) || req.source !== 'legacy')) {
+        // Explicit requests: the identity includes the attempt, so a create after the VM is gone
+        // is a late duplicate, not new work. Legacy IDs repeat on re-runs: those start a new VM.
+        results.push({ vm: newest, created: false });
+        continue;
+      }
+      const generation = newest ? (await this.ctx.store.countByIdentity(id.identity)) + 1 : 1;
+      const name = vmName({ repository: req.repository, label: id.label, key: id.key, generation });
+      const r = await this.ctx.store.insertVm(
+        {
+          name,
+          identity: id.identity,
+          pool: pool.name,
+          source: req.source,
+          repository: req.repository,
+          runId: req.runId ?? (req.legacyId ? req.legacyId.split('_')[0]! : null),
+          runAttempt: req.runAttempt ?? null,
+          label: id.label,
+          runnerLabels: [id.label, ...id.extraLabels, name],
+          credential: req.credential ?? null,
+          queueTimeout: timeoutsFor(this.ctx, pool.name).queue,
+        },
+        this.ctx.clock(),
+      );
+      if (r.created)
+        this.ctx.log.info({ vm: name, pool: pool.name, repository: req.repository }, 'VM requested');
+      results.push(r);
+    }
+    this.ctx.notifier.wake();
+    return results;
+  }
+
+  /** Destroys the live VMs a request identifies; identities with no live VM are simply absent. */
+  async destroy(req: DestroyRequest): Promise<VmRecord[]> {
+    const out: VmRecord[] = [];
+    for (const id of identities(req)) {
+      const vm = await this.ctx.store.findByIdentity(id.identity);
+      if (!vm) continue;
+      out.push((await this.destroyByName(vm.name, req.by)) ?? vm);
+    }
+    return out;
+  }
+
+  async destroyByName(name: string, by: string): Promise<VmRecord | null> {
+    const r = await applyEvent(this.ctx, name, { type: 'destroy_requested', by });
+    this.ctx.notifier.wake();
+    return r.vm;
+  }
+}

@@ -1,0 +1,46 @@
+// In-process wake-ups: the worker sleeps until there is work or its poll interval passes; API
+// long-polls sleep until their VM changes. The store stays the truth: a waiter always re-reads
+// it after waking, so a missed or extra wake-up is harmless (and replicas fall back to polling).
+import { EventEmitter } from 'node:events';
+
+export class Notifier {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  /** A VM's record changed. */
+  changed(name: string): void {
+    this.emitter.emit(`vm:${name}`);
+    this.emitter.emit('work');
+  }
+
+  /** Something for the worker (new request, new action). */
+  wake(): void {
+    this.emitter.emit('work');
+  }
+
+  /** Resolves on the next change of `name`, or after `ms`, or when `signal` aborts. */
+  waitForChange(name: string, ms: number, signal?: AbortSignal): Promise<void> {
+    return this.waitFor(`vm:${name}`, ms, signal);
+  }
+
+  waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
+    return this.waitFor('work', ms, signal);
+  }
+
+  private waitFor(event: string, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.emitter.off(event, done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.emitter.on(event, done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}

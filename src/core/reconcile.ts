@@ -1,0 +1,180 @@
+// Named sweeps that compare the store with the providers and GitHub, and repair differences
+// by emitting lifecycle events (garm's sweeps, servo's observe-then-decide). Sweeps mark;
+// workers act — except for zombies, which no row owns, so the sweep destroys them itself after
+// seeing them on two consecutive passes.
+import { hostname } from 'node:os';
+import type { Store, VmRecord } from '../store/store.ts';
+import { applyEvent } from './apply.ts';
+import type { CoreContext } from './context.ts';
+import type { GuestLinks } from './guest-links.ts';
+import { isTerminal, type VmState } from './lifecycle.ts';
+import { VM_PREFIX } from './naming.ts';
+
+const RUNNING_STATES: readonly VmState[] = ['booting', 'idle', 'busy', 'draining'];
+
+export interface SweepReport {
+  adopted: number;
+  vanished: string[];
+  zombiesDestroyed: string[];
+  registrationsRemoved: number;
+  errors: string[];
+}
+
+export class Reconciler {
+  private readonly suspects = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<SweepReport> | null = null;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly links: GuestLinks,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.sweep(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Start-up: free leases of our own crashed predecessors, then adopt what still runs. */
+  async recover(): Promise<SweepReport> {
+    await releaseDeadLeases(this.ctx.store, this.ctx.instanceId);
+    return this.sweep();
+  }
+
+  /** One pass of every sweep; concurrent calls share the pass in progress. */
+  sweep(): Promise<SweepReport> {
+    this.running ??= this.sweepOnce().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  private async sweepOnce(): Promise<SweepReport> {
+    const report: SweepReport = {
+      adopted: 0,
+      vanished: [],
+      zombiesDestroyed: [],
+      registrationsRemoved: 0,
+      errors: [],
+    };
+    const live = await this.ctx.store.listVms({ states: [...RUNNING_STATES] });
+    await this.sweepProviders(live, report);
+    for (const vm of live) {
+      if (report.vanished.includes(vm.name) || this.links.has(vm.name)) continue;
+      await this.links.ensure(vm);
+      if (this.links.has(vm.name)) report.adopted++;
+    }
+    await this.sweepRegistrations(report);
+    if (report.errors.length) this.ctx.log.warn({ errors: report.errors }, 'reconcile: some sweeps failed');
+    return report;
+  }
+
+  /** VMs the store runs but the provider lost → vm_exited; VMs no row owns → zombies. */
+  private async sweepProviders(live: VmRecord[], report: SweepReport): Promise<void> {
+    for (const provider of this.ctx.providers()) {
+      let observed;
+      try {
+        observed = await provider.list();
+      } catch (e) {
+        report.errors.push(`${provider.kind}.list: ${(e as Error).message}`);
+        continue;
+      }
+      const byName = new Map(observed.map((v) => [v.name, v]));
+      for (const vm of live) {
+        if (this.ctx.providerFor(vm.pool) !== provider) continue;
+        const seen = byName.get(vm.name);
+        if (!seen || seen.status !== 'running') {
+          report.vanished.push(vm.name);
+          await applyEvent(this.ctx, vm.name, { type: 'vm_exited' });
+        }
+      }
+      const seenNow = new Set<string>();
+      for (const v of observed) {
+        const row = await this.ctx.store.getVm(v.name);
+        if (row && !isTerminal(row.state)) continue;
+        seenNow.add(v.name);
+        if (!this.suspects.has(v.name)) continue; // first sighting: could be a create in flight
+        try {
+          await provider.destroy(v.name);
+          report.zombiesDestroyed.push(v.name);
+          this.ctx.log.warn({ vm: v.name, row: row?.state ?? 'none' }, 'zombie VM destroyed');
+        } catch (e) {
+          report.errors.push(`destroy zombie ${v.name}: ${(e as Error).message}`);
+        }
+      }
+      this.suspects.clear();
+      for (const n of seenNow) if (!report.zombiesDestroyed.includes(n)) this.suspects.add(n);
+    }
+  }
+
+  /** Registrations whose VM is gone (a destroy step that could not reach GitHub), and ghosts. */
+  private async sweepRegistrations(report: SweepReport): Promise<void> {
+    for (const reg of await this.ctx.store.listRegistrations({ live: true })) {
+      const vm = (await this.ctx.store.listVms({ repository: reg.repository })).find(
+        (v) => v.id === reg.vmId,
+      );
+      if (!vm || !isTerminal(vm.state)) continue;
+      try {
+        await this.ctx.runnersFor(vm).deleteRunner(reg.repository, reg.runnerId);
+        await this.ctx.store.markRegistrationRemoved(reg.vmId, reg.runnerId, this.ctx.clock());
+        report.registrationsRemoved++;
+      } catch (e) {
+        report.errors.push(`remove runner ${reg.runnerId} of ${vm.name}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Runners on GitHub named like ours with no live VM behind them (e.g. minted by a process that
+   * crashed before recording it). Costs one list call per repository: run it rarely.
+   */
+  async sweepGhosts(repositories: string[]): Promise<number> {
+    let removed = 0;
+    for (const repository of repositories) {
+      const recent = (await this.ctx.store.listVms({ repository, limit: 1 }))[0];
+      if (!recent) continue;
+      try {
+        const runners = this.ctx.runnersFor(recent);
+        for (const r of await runners.listRunners(repository)) {
+          if (!r.name.startsWith(VM_PREFIX) || r.busy) continue;
+          const vm = await this.ctx.store.getVm(r.name);
+          if (vm && !isTerminal(vm.state)) continue;
+          await runners.deleteRunner(repository, r.id);
+          removed++;
+          this.ctx.log.warn({ runner: r.name, repository }, 'ghost runner registration removed');
+        }
+      } catch (e) {
+        this.ctx.log.warn({ repository, err: (e as Error).message }, 'ghost sweep failed');
+      }
+    }
+    return removed;
+  }
+}
+
+/** Leases held by a process of this installation on this host that no longer exists. */
+export async function releaseDeadLeases(store: Store, instanceId: string): Promise<number> {
+  const prefix = `${instanceId}/${hostname()}/`;
+  let released = 0;
+  for (const vm of await store.listVms()) {
+    if (!vm.leaseOwner?.startsWith(prefix)) continue;
+    const pid = Number(vm.leaseOwner.slice(prefix.length));
+    if (pid === process.pid || isAlive(pid)) continue;
+    if (await store.releaseLease(vm.name, vm.leaseOwner)) released++;
+  }
+  return released;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,112 @@
+// The worker's steps, one function per lifecycle action (Ubicloud's named steps). Each returns
+// the lifecycle event its outcome stands for; it never writes the VM's state itself.
+import { GitHubError } from '../github/runners.ts';
+import { ProviderError } from '../providers/provider.ts';
+import type { VmRecord } from '../store/store.ts';
+import type { CoreContext } from './context.ts';
+import type { LifecycleEvent } from './lifecycle.ts';
+
+function poolOf(ctx: CoreContext, vm: VmRecord) {
+  const pool = ctx.pools.find((p) => p.name === vm.pool);
+  if (!pool) throw new ProviderError(`pool ${vm.pool} is no longer configured`, false);
+  return pool;
+}
+
+/** Mints the VM's one-shot runner config, then creates the VM with it. */
+export async function provision(
+  ctx: CoreContext,
+  vm: VmRecord,
+  signal: AbortSignal,
+): Promise<LifecycleEvent> {
+  if (vm.destroyRequested) return { type: 'create_cancelled' };
+  try {
+    const pool = poolOf(ctx, vm);
+    const provider = ctx.providerFor(vm.pool);
+    // Crash-resume: a previous attempt may have created the VM before the service died.
+    const existing = (await provider.list()).find((v) => v.name === vm.name && v.status === 'running');
+    if (existing) {
+      if (existing.channel)
+        await ctx.store.setProviderData(vm.name, { channel: existing.channel }, ctx.clock());
+      ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
+      return { type: 'created' };
+    }
+    if (!ctx.runnerDownload)
+      throw new ProviderError('runner.url and runner.sha256 are not configured', false);
+    const jit = await mintJitConfig(ctx, vm);
+    signal.throwIfAborted();
+    const info = await provider.create(
+      {
+        name: vm.name,
+        pool: vm.pool,
+        image: pool.image,
+        cpus: pool.cpus,
+        memoryMiB: pool.memory,
+        bootstrap: ctx.bootstrap,
+        guestConfig: {
+          HATCHERY_RUNNER_URL: ctx.runnerDownload.url,
+          HATCHERY_RUNNER_SHA256: ctx.runnerDownload.sha256,
+          HATCHERY_JITCONFIG: jit,
+        },
+        tags: {
+          'hatchery.instance': ctx.instanceId,
+          'hatchery.pool': vm.pool,
+          'hatchery.repository': vm.repository,
+        },
+      },
+      signal,
+    );
+    if (info.channel) await ctx.store.setProviderData(vm.name, { channel: info.channel }, ctx.clock());
+    return { type: 'created' };
+  } catch (e) {
+    return { type: 'create_failed', error: (e as Error).message, retryable: isRetryable(e) };
+  }
+}
+
+function isRetryable(e: unknown): boolean {
+  if (e instanceof ProviderError || e instanceof GitHubError) return e.retryable;
+  return true;
+}
+
+async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<string> {
+  const runners = ctx.runnersFor(vm);
+  const request = { name: vm.name, labels: vm.runnerLabels, runnerGroupId: ctx.runnerGroupId };
+  let jit;
+  try {
+    jit = await runners.generateJitConfig(vm.repository, request);
+  } catch (e) {
+    if (!(e instanceof GitHubError) || e.status !== 409) throw e;
+    // The name is taken: a registration from an attempt interrupted by a crash. Ours by name
+    // (VM names are unique), so remove it and mint again.
+    const stale = (await runners.listRunners(vm.repository)).find((r) => r.name === vm.name);
+    if (stale) await runners.deleteRunner(vm.repository, stale.id);
+    jit = await runners.generateJitConfig(vm.repository, request);
+  }
+  await ctx.store.recordRegistration({
+    vmId: vm.id,
+    repository: vm.repository,
+    runnerId: jit.runnerId,
+    runnerName: jit.runnerName,
+    createdAt: ctx.clock(),
+  });
+  return jit.encodedJitConfig;
+}
+
+/** Removes the VM, then every runner registration it still has. Idempotent. */
+export async function destroy(ctx: CoreContext, vm: VmRecord, signal: AbortSignal): Promise<LifecycleEvent> {
+  try {
+    await ctx.providerFor(vm.pool).destroy(vm.name, signal);
+    const regs = await ctx.store.listRegistrations({ vmId: vm.id, live: true });
+    if (regs.length > 0) {
+      const runners = ctx.runnersFor(vm);
+      for (const reg of regs) {
+        // Ephemeral runners are removed by GitHub after their job: 'absent' is the usual answer.
+        const r = await runners.deleteRunner(reg.repository, reg.runnerId);
+        await ctx.store.markRegistrationRemoved(vm.id, reg.runnerId, ctx.clock());
+        ctx.log.info({ vm: vm.name, runnerId: reg.runnerId, result: r }, 'runner registration removed');
+      }
+    }
+    return { type: 'destroy_done' };
+  } catch (e) {
+    return { type: 'destroy_failed', error: (e as Error).message };
+  }
+}

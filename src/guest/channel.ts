@@ -1,0 +1,94 @@
+// Host end of a VM's virtio-serial channel: one connection per VM (QEMU serves one client at a
+// time, a second silently takes over), `sync` on connect so the guest replays what we missed,
+// messages deduplicated by seq. The socket closes only when QEMU exits: that is `closed`.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { MAX_LINE, parseGuestLine, type GuestMessage } from './protocol.ts';
+
+export interface GuestChannelEvents {
+  message: [GuestMessage];
+  /** QEMU exited (or the socket vanished): no more messages will come. */
+  closed: [reason: string];
+}
+
+export class GuestChannel extends EventEmitter<GuestChannelEvents> {
+  private sock: net.Socket | null = null;
+  private buffer = '';
+  private lastSeq: number;
+  private ended = false;
+
+  constructor(
+    readonly socketPath: string,
+    /** Messages with seq ≤ this were applied before (e.g. before a service restart). */
+    appliedSeq = 0,
+  ) {
+    super();
+    this.lastSeq = appliedSeq;
+  }
+
+  /** Connects and asks the guest to replay its events. Rejects if the socket is not there. */
+  connect(timeoutMs = 2000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const sock = net.createConnection(this.socketPath);
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error(`channel ${this.socketPath}: connect timeout`));
+      }, timeoutMs);
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        this.sock = sock;
+        sock.setEncoding('utf8');
+        sock.on('data', (d: string) => this.onData(d));
+        sock.on('close', () => this.finish('VM channel closed (QEMU exited)'));
+        sock.on('error', () => undefined); // 'close' follows
+        sock.write('sync\n');
+        resolve();
+      });
+      sock.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+    });
+  }
+
+  send(line: string): void {
+    if (/[\r\n]/.test(line)) throw new Error('channel lines cannot contain newlines');
+    this.sock?.write(`${line}\n`);
+  }
+
+  close(): void {
+    this.ended = true;
+    this.sock?.destroy();
+    this.sock = null;
+  }
+
+  get appliedSeq(): number {
+    return this.lastSeq;
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    let i;
+    while ((i = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, i);
+      this.buffer = this.buffer.slice(i + 1);
+      const msg = parseGuestLine(line);
+      if (!msg || msg.seq <= this.lastSeq) continue; // unknown, or a replay of what we have
+      if (msg.seq !== this.lastSeq + 1) {
+        // A gap: something was lost in flight. Ask for a replay rather than apply out of order.
+        this.sock?.write('sync\n');
+        continue;
+      }
+      this.lastSeq = msg.seq;
+      this.emit('message', msg);
+    }
+    if (this.buffer.length > MAX_LINE) this.buffer = '';
+  }
+
+  private finish(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.sock = null;
+    this.emit('closed', reason);
+  }
+}

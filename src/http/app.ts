@@ -1,0 +1,87 @@
+// The Express app: routes take the raw body (signatures cover exact bytes), errors become typed
+// JSON answers, and nothing slow runs in a handler except explicit long-polls.
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Intake } from '../core/intake.ts';
+import type { Notifier } from '../core/notifier.ts';
+import type { Logger } from '../log.ts';
+import type { Store } from '../store/store.ts';
+import { toRequestError } from './errors.ts';
+import { apiRoutes } from './routes/api.ts';
+import { controlRoutes } from './routes/control.ts';
+import { legacyRoutes, type LegacyOptions } from './routes/legacy.ts';
+
+export interface AppDeps {
+  intake: Intake;
+  store: Store;
+  notifier: Notifier;
+  log: Logger;
+  clock: () => number;
+  baseUrl: () => string;
+  apiToken?: string;
+  controlSecret?: string;
+  /** Absent: the legacy route is off (404). */
+  legacy?: LegacyOptions;
+  bodyLimit: string;
+  health: () => Promise<Record<string, unknown>>;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(express.raw({ type: () => true, limit: deps.bodyLimit }));
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      deps.log.info(
+        {
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+          delivery: req.get('x-github-delivery') ?? req.get('x-hatchery-delivery'),
+        },
+        'http',
+      );
+    });
+    next();
+  });
+
+  app.get('/healthz', async (_req, res) => {
+    try {
+      await deps.store.ping();
+      res.json({ status: 'ok', ...(await deps.health()) });
+    } catch (e) {
+      res.status(503).json({ status: 'unavailable', error: (e as Error).message });
+    }
+  });
+  app.use(controlRoutes({ ...deps, secret: deps.controlSecret }));
+  app.use(apiRoutes({ ...deps, token: deps.apiToken }));
+  if (deps.legacy) app.use(legacyRoutes({ ...deps, opts: deps.legacy }));
+
+  app.use((req, res) => {
+    res.status(404).json({ error: 'not_found', message: `no route ${req.method} ${req.path}` });
+  });
+  // Express 5 forwards rejected promises from async handlers here.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const type = (err as { type?: string }).type;
+    if (type === 'entity.too.large') {
+      res.status(413).json({ error: 'too_large', message: `body larger than ${deps.bodyLimit}` });
+      return;
+    }
+    const known = toRequestError(err);
+    if (known) {
+      res
+        .status(known.status)
+        .json({ error: known.code, message: known.message, ...(known.field ? { field: known.field } : {}) });
+      return;
+    }
+    deps.log.error(
+      { err: (err as Error).message, stack: (err as Error).stack, path: req.path },
+      'request failed',
+    );
+    if (!res.headersSent)
+      res.status(500).json({ error: 'internal', message: 'internal error (see the service log)' });
+  });
+  return app;
+}

@@ -1,0 +1,50 @@
+// Image names → boot files. `tiny` is the project's own test guest, built on first use from
+// Debian packages (src/images/tiny.ts) and cached by content hash. Any other name is a
+// directory under the images dir holding some of: vmlinux | bzImage (kernel), initrd.gz,
+// disk.qcow2 (base disk, each VM gets an overlay), append (kernel command line).
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { BootImage } from '../providers/qemu/command-line.ts';
+import { buildTinyImage } from './tiny.ts';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function imageResolver(
+  imagesDir: string,
+  onProgress?: (msg: string) => void,
+): (name: string) => Promise<BootImage> {
+  let tiny: Promise<BootImage> | null = null;
+  return async (name) => {
+    if (!NAME.test(name) || name.includes('..'))
+      throw new Error(`invalid image name ${JSON.stringify(name)}`);
+    if (name === 'tiny') {
+      tiny ??= buildTinyImage({ imagesDir, onProgress }).then(
+        (img) => ({
+          kernel: img.kernel,
+          initrd: img.initrd,
+          disk: img.disk,
+          append: 'console=ttyS0 quiet panic=-1',
+        }),
+        (e: unknown) => {
+          tiny = null; // let a later call retry (e.g. after installing a missing package)
+          throw e;
+        },
+      );
+      return tiny;
+    }
+    const dir = path.join(imagesDir, name);
+    const pick = (...files: string[]) => files.map((f) => path.join(dir, f)).find((f) => existsSync(f));
+    const image: BootImage = {
+      kernel: pick('vmlinux', 'bzImage', 'kernel'),
+      initrd: pick('initrd.gz', 'initrd.img', 'initrd'),
+      disk: pick('disk.qcow2'),
+    };
+    const appendFile = pick('append');
+    if (appendFile) image.append = (await readFile(appendFile, 'utf8')).trim();
+    if (!image.kernel && !image.disk) {
+      throw new Error(`image ${name}: ${dir} has neither a kernel (vmlinux) nor a disk (disk.qcow2)`);
+    }
+    return image;
+  };
+}

@@ -1,0 +1,44 @@
+// Structured logs (pino). Secrets are redacted by key wherever they appear in a log object;
+// code never interpolates a secret into a message string in the first place.
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export const REDACT_PATHS = [
+  'token',
+  'secret',
+  'password',
+  'credential',
+  'encodedJitConfig',
+  'jitConfig',
+  'authorization',
+  '*.token',
+  '*.secret',
+  '*.password',
+  '*.openssl_password',
+  '*.credential',
+  '*.encodedJitConfig',
+  '*.jitConfig',
+  '*.HATCHERY_JITCONFIG',
+  '*.authorization',
+  '*.headers.authorization',
+  '*.headers["x-hatchery-signature-256"]',
+  '*.headers["x-hub-signature-256"]',
+  '*.headers["x-hub-signature"]',
+];
+
+export function createLogger(
+  opts: { level?: string; destination?: NodeJS.WritableStream | pino.DestinationStream } = {},
+): Logger {
+  return pino(
+    {
+      level: opts.level ?? 'info',
+      base: undefined,
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    (opts.destination as pino.DestinationStream | undefined) ?? pino.destination(2),
+  );
+}
+
+export const silentLogger = (): Logger => pino({ level: 'silent' });

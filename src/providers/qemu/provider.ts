@@ -1,0 +1,235 @@
+// QEMU provider: one daemonized qemu-system-x86_64 per VM, its files in <stateDir>/<name>/.
+// The VM's directory is the provider's only state, so after a service restart list() finds
+// (adopts) every VM it started: meta.json for identity and tags, qemu.pid + the QMP socket for
+// control. Processes are daemonized so that they outlive a crashed service.
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { isVmName } from '../../core/naming.ts';
+import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import {
+  qemuArgs,
+  renderGuestConfig,
+  vmFiles,
+  type BootImage,
+  type NetworkSpec,
+  CHANNEL_PORT,
+} from './command-line.ts';
+import { probeKvm } from './kvm.ts';
+import { connectQmp } from './qmp.ts';
+import { isOurProcess, signal, waitGone } from './process.ts';
+
+const run = promisify(execFile);
+
+export interface QemuProviderOptions {
+  stateDir: string;
+  /** Ownership: only VMs whose meta carries this instance id are listed and touched. */
+  instanceId: string;
+  binary?: string;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** Resolves an image name to boot files (see src/images). */
+  resolveImage: (name: string) => Promise<BootImage>;
+  /** Network per pool; default restricted with no forwards. */
+  network?: (pool: string) => NetworkSpec;
+  /** argv prefix of the per-connection forwarder; host address and port are appended. */
+  forwardCommand?: string[];
+}
+
+interface Meta {
+  name: string;
+  instanceId: string;
+  pool: string;
+  image: string;
+  tags: Record<string, string>;
+  createdAt: string;
+}
+
+const UNIX_PATH_MAX = 107;
+
+export class QemuProvider implements Provider {
+  readonly kind = 'qemu';
+  private readonly binary: string;
+  private accel: Promise<'kvm' | 'tcg'> | null = null;
+
+  constructor(private readonly opts: QemuProviderOptions) {
+    this.binary = opts.binary ?? 'qemu-system-x86_64';
+    if (!path.isAbsolute(opts.stateDir)) throw new Error(`qemu state_dir must be absolute: ${opts.stateDir}`);
+  }
+
+  /** The accelerator in use; `auto` probes KVM once with a short test boot. */
+  async accelerator(kernelForProbe?: string): Promise<'kvm' | 'tcg'> {
+    const want = this.opts.accel ?? 'auto';
+    if (want !== 'auto') return want;
+    this.accel ??= (async () => {
+      if (!kernelForProbe) return 'tcg';
+      const probe = await probeKvm(this.binary, kernelForProbe);
+      return probe.usable ? 'kvm' : 'tcg';
+    })();
+    return this.accel;
+  }
+
+  private checkName(name: string): void {
+    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
+  }
+
+  async create(spec: VmSpec, signal_?: AbortSignal): Promise<VmInfo> {
+    this.checkName(spec.name);
+    const files = vmFiles(this.opts.stateDir, spec.name);
+    if (files.channel.length > UNIX_PATH_MAX || files.qmp.length > UNIX_PATH_MAX) {
+      throw new ProviderError(
+        `qemu state_dir ${this.opts.stateDir} is too long for unix socket paths`,
+        false,
+      );
+    }
+    const existing = await this.inspect(spec.name);
+    if (existing?.status === 'running') return existing;
+    // A leftover of an interrupted create (or nothing): start over. destroy() refuses to touch
+    // another installation's VM of the same name.
+    await this.destroy(spec.name);
+
+    let image: BootImage;
+    try {
+      image = await this.opts.resolveImage(spec.image);
+    } catch (e) {
+      throw new ProviderError(`image ${spec.image}: ${(e as Error).message}`, false);
+    }
+    const accel = await this.accelerator(image.kernel);
+    const net = this.opts.network?.(spec.pool) ?? { mode: 'restricted', forwards: [] };
+    const guestConfig = {
+      HATCHERY_VM: spec.name,
+      HATCHERY_CHANNEL: `virtio:${CHANNEL_PORT}`,
+      HATCHERY_NET: 'static:10.0.2.15/24,10.0.2.2',
+      ...(image.disk ? { HATCHERY_WORK_DISK: '/dev/vda' } : {}),
+      ...spec.guestConfig,
+    };
+    const meta: Meta = {
+      name: spec.name,
+      instanceId: this.opts.instanceId,
+      pool: spec.pool,
+      image: spec.image,
+      tags: { ...spec.tags },
+      createdAt: new Date().toISOString(),
+    };
+
+    try {
+      await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
+      await mkdir(files.dir, { mode: 0o700 });
+      await writeFile(path.join(files.dir, 'meta.json'), JSON.stringify(meta, null, 2));
+      // The config may hold the one-shot JIT config: owner-only, and deleted once QEMU has read it.
+      await writeFile(files.config, renderGuestConfig(guestConfig), { mode: 0o600 });
+      await writeFile(files.bootstrap, spec.bootstrap, { mode: 0o600 });
+      if (image.disk) {
+        await run(
+          'qemu-img',
+          ['create', '-q', '-f', 'qcow2', '-b', path.resolve(image.disk), '-F', 'qcow2', files.overlay],
+          {
+            signal: signal_,
+          },
+        );
+      }
+      const args = qemuArgs(spec, image, files, net, {
+        accel,
+        forwardCommand: this.opts.forwardCommand ?? ['busybox', 'nc'],
+      });
+      // -daemonize: the first process exits once the VM is set up (0) or failed to start (≠ 0).
+      await run(this.binary, args, { signal: signal_, timeout: 60_000 });
+      await rm(files.config, { force: true });
+      const info = await this.inspect(spec.name);
+      if (info?.status !== 'running') throw new Error('QEMU started but is not running (see console.log)');
+      return info;
+    } catch (e) {
+      const err = e as Error & { stderr?: string };
+      await this.destroy(spec.name).catch(() => undefined);
+      if (signal_?.aborted) throw new ProviderError(`create ${spec.name} aborted`, true);
+      const detail =
+        (err.stderr ?? '').trim().split('\n').filter(Boolean).slice(-2).join('; ') || err.message;
+      throw new ProviderError(`create ${spec.name}: ${detail}`, true);
+    }
+  }
+
+  async destroy(name: string): Promise<void> {
+    this.checkName(name);
+    const files = vmFiles(this.opts.stateDir, name);
+    const meta = await this.readMeta(name);
+    if (meta && meta.instanceId !== this.opts.instanceId) {
+      throw new ProviderError(`VM ${name} belongs to another installation (${meta.instanceId})`, false);
+    }
+    const pid = await this.readPid(name);
+    if (pid && (await isOurProcess(pid, files.dir))) {
+      // Ask QEMU to quit (immediate, clean), then insist.
+      try {
+        const qmp = await connectQmp(files.qmp, 2000);
+        await qmp.execute('quit').catch(() => undefined);
+        qmp.close();
+      } catch {
+        /* QMP unreachable: fall through to signals */
+      }
+      if (!(await waitGone(pid, files.dir, 3000))) {
+        signal(pid, 'SIGKILL');
+        if (!(await waitGone(pid, files.dir, 5000))) {
+          throw new ProviderError(`VM ${name}: QEMU (pid ${pid}) does not exit`, true);
+        }
+      }
+    }
+    await rm(files.dir, { recursive: true, force: true });
+  }
+
+  async list(): Promise<VmInfo[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.opts.stateDir);
+    } catch {
+      return [];
+    }
+    const infos = await Promise.all(names.filter(isVmName).map((n) => this.inspect(n)));
+    return infos.filter((i): i is VmInfo => i !== null);
+  }
+
+  async console(name: string): Promise<string> {
+    this.checkName(name);
+    const file = vmFiles(this.opts.stateDir, name).console;
+    try {
+      const s = await stat(file);
+      const text = await readFile(file, 'utf8');
+      return s.size > 256 * 1024 ? text.slice(-256 * 1024) : text;
+    } catch {
+      return '';
+    }
+  }
+
+  /** Our VM by name, or null if absent or another installation's. */
+  private async inspect(name: string): Promise<VmInfo | null> {
+    const meta = await this.readMeta(name);
+    if (!meta || meta.instanceId !== this.opts.instanceId) return null;
+    const files = vmFiles(this.opts.stateDir, name);
+    const pid = await this.readPid(name);
+    const running = pid !== null && (await isOurProcess(pid, files.dir));
+    return {
+      name,
+      status: running ? 'running' : 'stopped',
+      tags: meta.tags,
+      createdAt: meta.createdAt,
+      ...(running ? { channel: { kind: 'unix' as const, path: files.channel } } : {}),
+    };
+  }
+
+  private async readMeta(name: string): Promise<Meta | null> {
+    try {
+      return JSON.parse(
+        await readFile(path.join(vmFiles(this.opts.stateDir, name).dir, 'meta.json'), 'utf8'),
+      ) as Meta;
+    } catch {
+      return null;
+    }
+  }
+
+  private async readPid(name: string): Promise<number | null> {
+    try {
+      const pid = Number((await readFile(vmFiles(this.opts.stateDir, name).pidfile, 'utf8')).trim());
+      return Number.isInteger(pid) && pid > 1 ? pid : null;
+    } catch {
+      return null;
+    }
+  }
+}

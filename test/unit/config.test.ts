@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ConfigError, loadConfig, maskSecrets } from '../../src/config/load.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('loadConfig', () => {
+  it('works with no file at all: defaults (SQLite under var/, QEMU, tiny guest, loopback)', () => {
+    const { config, file } = loadConfig({ cwd: dir, env: {}, dotenv: false });
+    assert.equal(file, null);
+    assert.equal(config.server.host, '127.0.0.1');
+    assert.equal(config.store.path, path.join(dir, 'var/hatchery.db'));
+    assert.deepEqual(
+      config.pools.map((p) => [p.name, p.provider, p.image, p.labels]),
+      [['linux', 'qemu', 'tiny', ['linux']]],
+    );
+    assert.equal(config.pools[0]!.timeouts.boot, 300);
+  });
+
+  it('reads TOML, then .env, then HATCHERY_* variables (later wins)', () => {
+    const file = write(
+      'a.toml',
+      '[server]\nport = 9000\n[github]\ntoken = "from-file"\n[[pools]]\nname = "big"\nlabels = ["linux", "big"]\nmemory = 512\n[pools.timeouts]\nboot = 42\n',
+    );
+    write('.env', 'HATCHERY_GITHUB_TOKEN=from-dotenv\nHATCHERY_SERVER_PORT=9001\n');
+    const { config, fromEnv } = loadConfig({ cwd: dir, file, env: { HATCHERY_SERVER_PORT: '9002' } });
+    assert.equal(config.server.port, 9002);
+    assert.equal(config.github.token, 'from-dotenv');
+    assert.equal(config.pools[0]!.memory, 512);
+    assert.equal(config.pools[0]!.timeouts.boot, 42);
+    assert.equal(config.pools[0]!.timeouts.idle, 900, 'unset timeouts keep their defaults');
+    assert.equal(fromEnv.HATCHERY_SERVER_PORT, 'server.port');
+    rmSync(path.join(dir, '.env'));
+  });
+
+  it('names the file and the key of a bad value', () => {
+    const file = write('b.toml', '[server]\nport = "eighty"\n');
+    assert.throws(
+      () => loadConfig({ cwd: dir, file, env: {} }),
+      (e: Error) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, new RegExp(`${file}: server.port: `));
+        return true;
+      },
+    );
+  });
+
+  it('names the env variable of a bad value', () => {
+    assert.throws(
+      () => loadConfig({ cwd: dir, env: { HATCHERY_SERVER_PORT: 'x' }, dotenv: false }),
+      /env HATCHERY_SERVER_PORT: server.port/,
+    );
+  });
+
+  it('refuses unknown keys (typos) and duplicate labels', () => {
+    const typo = write('c.toml', '[server]\nprot = 1\n');
+    assert.throws(() => loadConfig({ cwd: dir, file: typo, env: {} }), /server: unknown key\(s\) "prot"/);
+    const dup = write(
+      'd.toml',
+      '[[pools]]\nname = "a"\nlabels = ["x"]\n[[pools]]\nname = "b"\nlabels = ["X"]\n',
+    );
+    assert.throws(
+      () => loadConfig({ cwd: dir, file: dup, env: {} }),
+      /pools.1.labels: label X is also in pool a/,
+    );
+  });
+
+  it('reports invalid TOML and a missing file clearly', () => {
+    assert.throws(
+      () => loadConfig({ cwd: dir, file: write('e.toml', '[server\n'), env: {} }),
+      /e.toml: invalid TOML/,
+    );
+    assert.throws(
+      () => loadConfig({ cwd: dir, file: path.join(dir, 'nope.toml'), env: {} }),
+      /nope.toml: cannot read the config file \(ENOENT\)/,
+    );
+  });
+
+  it('requires the openssl password when the legacy route is on', () => {
+    assert.throws(
+      () => loadConfig({ cwd: dir, env: { HATCHERY_LEGACY_ENABLED: 'true' }, dotenv: false }),
+      /legacy.openssl_password: required when legacy.enabled = true/,
+    );
+  });
+
+  it('masks every secret for display', () => {
+    const { config } = loadConfig({
+      cwd: dir,
+      env: {
+        HATCHERY_GITHUB_TOKEN: 'ghp_x',
+        HATCHERY_CONTROL_SECRET: 'c'.repeat(16),
+        HATCHERY_LEGACY_OPENSSL_PASSWORD: 'pw',
+        HATCHERY_API_TOKEN: 'a'.repeat(16),
+      },
+      dotenv: false,
+    });
+    const text = JSON.stringify(maskSecrets(config));
+    for (const secret of ['ghp_x', 'c'.repeat(16), '"pw"', 'a'.repeat(16)])
+      assert.ok(!text.includes(secret), secret);
+    assert.match(text, /"token":"\*{8}"/);
+  });
+});
