@@ -44,7 +44,12 @@ export class Worker {
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
     await this.loop;
-    await Promise.race([Promise.allSettled([...this.inflight.values()]), sleep(graceMs)]);
+    const grace = new AbortController();
+    await Promise.race([
+      Promise.allSettled([...this.inflight.values()]),
+      sleep(graceMs, undefined, { signal: grace.signal }).catch(() => undefined),
+    ]);
+    grace.abort(); // the grace timer must not keep the process alive
   }
 
   get busy(): number {

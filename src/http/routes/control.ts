@@ -49,21 +49,17 @@ export function controlRoutes(deps: {
   const router = Router();
   router.post('/hooks/control', async (req: Request, res: Response) => {
     if (!deps.secret) {
-      res
-        .status(503)
-        .json({
-          error: 'control_disabled',
-          message: 'set control.secret (HATCHERY_CONTROL_SECRET) to enable',
-        });
+      res.status(503).json({
+        error: 'control_disabled',
+        message: 'set control.secret (HATCHERY_CONTROL_SECRET) to enable',
+      });
       return;
     }
     if (!hasValidSignature(req, deps.secret, [{ header: 'x-hatchery-signature-256', algorithm: 'sha256' }])) {
-      res
-        .status(401)
-        .json({
-          error: 'bad_signature',
-          message: 'X-Hatchery-Signature-256 is missing or does not match the body',
-        });
+      res.status(401).json({
+        error: 'bad_signature',
+        message: 'X-Hatchery-Signature-256 is missing or does not match the body',
+      });
       return;
     }
     const body = parseControlBody(parseJson(rawBody(req)));

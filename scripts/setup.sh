@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs what Hatchery needs on a fresh Debian 12 machine: QEMU, a Debian kernel and busybox
+# (the tiny test guest is built from them), Packer, and the npm dependencies. Idempotent.
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "==> installing Debian packages:$missing"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "Node.js >= 20 is required (https://nodejs.org or your distribution's nodejs package)" >&2
+  exit 1
+fi
+major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$major" -lt 20 ]; then
+  echo "Node.js >= 20 is required, found $(node --version)" >&2
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "==> installing npm dependencies (better-sqlite3 compiles: about a minute)"
+  npm ci --no-audit --no-fund
+fi

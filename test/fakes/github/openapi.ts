@@ -1,0 +1,363 @@
+// Validation against GitHub's own OpenAPI description (npm @octokit/openapi), so that the
+// stand-in GitHub (test/fakes/github/server.ts) cannot drift from the real REST API: every request
+// it receives and every response it sends is checked here.
+//
+// Only `generated/api.github.com.json` is loaded (the package root would load every variant, ~0.9 GB).
+// Component schemas are added to one ajv instance as `{ $id: 'gh', components }`; operation
+// schemas are compiled lazily, once, on first use. OpenAPI 3.0's `nullable: true` is rewritten to
+// `anyOf: [schema, {type: 'null'}]` (135 component schemas use it without `type`, which ajv refuses).
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+
+type JsonObject = Record<string, unknown>;
+
+export interface RequestInput {
+  /** Path parameters as they appear in the URL (strings, already percent-decoded). */
+  params?: Record<string, string>;
+  /** Query parameters as strings (repeated ones as arrays). */
+  query?: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body; `undefined` when the request had none. */
+  body?: unknown;
+  /** The request's Content-Type, when it had a body. */
+  contentType?: string;
+}
+
+export interface ResponseCheckOptions {
+  /**
+   * Statuses GitHub answers on any operation although the description omits them for many
+   * (401 Bad credentials, 404 Not Found: e.g. `DELETE …/actions/runners/{runner_id}` documents
+   * only 204 and 422). Accepted when their body is a `basic-error`.
+   */
+  implicitStatuses?: readonly number[];
+}
+
+export interface OperationMatch {
+  method: string;
+  /** The path template, e.g. `/repos/{owner}/{repo}/actions/runners/{runner_id}`. */
+  template: string;
+  operationId: string;
+  params: Record<string, string>;
+}
+
+interface Parameter {
+  name: string;
+  in: 'path' | 'query' | 'header' | 'cookie';
+  required?: boolean;
+  schema?: JsonObject;
+}
+
+interface Operation {
+  method: string;
+  template: string;
+  operationId: string;
+  parameters: Parameter[];
+  requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonObject }> };
+  responses: Record<string, unknown>;
+}
+
+interface Route {
+  template: string;
+  segments: (string | { param: string })[];
+  literals: number;
+}
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
+/** Keys whose values are data, not schemas: left alone by the rewrites. */
+const DATA_KEYS = new Set(['example', 'examples', 'enum', 'const', 'default']);
+const MAX_ERRORS = 10;
+
+function isObject(x: unknown): x is JsonObject {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** `nullable: true` → `anyOf: [schema-without-nullable, {type: 'null'}]`, everywhere in a schema. */
+export function rewriteNullable(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(rewriteNullable);
+  if (!isObject(node)) return node;
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(node)) out[k] = DATA_KEYS.has(k) ? v : rewriteNullable(v);
+  if (out.nullable === true) {
+    delete out.nullable;
+    return { anyOf: [out, { type: 'null' }] };
+  }
+  if (out.nullable === false) delete out.nullable;
+  return out;
+}
+
+/** Local references (`#/components/…`) in an operation's inline schema point into the 'gh' schema. */
+function rewriteRefs(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(rewriteRefs);
+  if (!isObject(node)) return node;
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '$ref' && typeof v === 'string' && v.startsWith('#/')) out[k] = `gh${v}`;
+    else out[k] = DATA_KEYS.has(k) ? v : rewriteRefs(v);
+  }
+  return out;
+}
+
+function describe(value: unknown): string {
+  const s = JSON.stringify(value);
+  if (s === undefined) return String(value);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function formatErrors(where: string, errors: ErrorObject[] | null | undefined): string[] {
+  const seen = new Set<string>();
+  for (const e of errors ?? []) {
+    let msg = e.message ?? 'is invalid';
+    if (e.keyword === 'additionalProperties') {
+      msg = `has unexpected property '${String((e.params as { additionalProperty?: unknown }).additionalProperty)}'`;
+    } else if (e.keyword === 'enum') {
+      msg = `must be one of ${describe((e.params as { allowedValues?: unknown }).allowedValues)}`;
+    }
+    seen.add(`${where}${e.instancePath}: ${msg}`);
+    if (seen.size >= MAX_ERRORS) break;
+  }
+  return [...seen];
+}
+
+export class GitHubOpenApi {
+  private readonly ajv: Ajv;
+  private readonly operations = new Map<string, Operation>();
+  private readonly routesBySegments = new Map<number, Route[]>();
+  private readonly compiled = new Map<string, ValidateFunction>();
+  private readonly components: JsonObject;
+
+  constructor(doc: JsonObject) {
+    const components = isObject(doc.components) ? doc.components : {};
+    this.components = components;
+    this.ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false, logger: false });
+    addFormats.default(this.ajv);
+    // GitHub's own formats, not in ajv-formats: documentation only.
+    this.ajv.addFormat('repo.nwo', true);
+    this.ajv.addFormat('timestamp', true);
+    this.ajv.addSchema({ $id: 'gh', components: { schemas: rewriteNullable(components.schemas ?? {}) } });
+
+    const paths = isObject(doc.paths) ? doc.paths : {};
+    for (const [template, item] of Object.entries(paths)) {
+      if (!isObject(item)) continue;
+      const shared = Array.isArray(item.parameters) ? item.parameters : [];
+      for (const method of METHODS) {
+        const op = item[method];
+        if (!isObject(op)) continue;
+        const own = Array.isArray(op.parameters) ? op.parameters : [];
+        const byKey = new Map<string, Parameter>();
+        for (const p of [...shared, ...own].map((x) => this.deref(x) as unknown as Parameter)) {
+          byKey.set(`${p.in}:${p.name}`, p);
+        }
+        this.operations.set(`${method.toUpperCase()} ${template}`, {
+          method: method.toUpperCase(),
+          template,
+          operationId: typeof op.operationId === 'string' ? op.operationId : `${method} ${template}`,
+          parameters: [...byKey.values()],
+          requestBody: this.deref(op.requestBody) as Operation['requestBody'],
+          responses: isObject(op.responses) ? op.responses : {},
+        });
+      }
+      const segments = template
+        .split('/')
+        .slice(1)
+        .map((s) => (/^\{[^}]+\}$/.test(s) ? { param: s.slice(1, -1) } : s));
+      const route: Route = {
+        template,
+        segments,
+        literals: segments.filter((s) => typeof s === 'string').length,
+      };
+      const list = this.routesBySegments.get(segments.length) ?? [];
+      list.push(route);
+      this.routesBySegments.set(segments.length, list);
+    }
+    for (const list of this.routesBySegments.values()) list.sort((a, b) => b.literals - a.literals);
+  }
+
+  /** Resolves a `#/components/…` reference (parameters, request bodies, responses), recursively. */
+  private deref(x: unknown): JsonObject | undefined {
+    let cur = x;
+    for (let i = 0; i < 10 && isObject(cur) && typeof cur.$ref === 'string'; i++) {
+      const parts = cur.$ref.replace(/^#\/components\//, '').split('/');
+      let next: unknown = this.components;
+      for (const p of parts)
+        next = isObject(next) ? next[p.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined;
+      cur = next;
+    }
+    return isObject(cur) ? cur : undefined;
+  }
+
+  private compile(key: string, schema: unknown): ValidateFunction {
+    let fn = this.compiled.get(key);
+    if (!fn) {
+      fn = this.ajv.compile(rewriteNullable(rewriteRefs(schema)) as JsonObject);
+      this.compiled.set(key, fn);
+    }
+    return fn;
+  }
+
+  /** The operation for a method and path template, or undefined when GitHub has no such operation. */
+  operation(method: string, template: string): { operationId: string; statuses: string[] } | undefined {
+    const op = this.operations.get(`${method.toUpperCase()} ${template}`);
+    return op && { operationId: op.operationId, statuses: Object.keys(op.responses) };
+  }
+
+  /** Which documented operation a concrete request path is (most specific template first). */
+  match(method: string, path: string): OperationMatch | undefined {
+    const parts = path.split('?')[0]!.split('/').slice(1);
+    for (const route of this.routesBySegments.get(parts.length) ?? []) {
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; ok && i < parts.length; i++) {
+        const seg = route.segments[i]!;
+        let part: string;
+        try {
+          part = decodeURIComponent(parts[i]!);
+        } catch {
+          part = parts[i]!;
+        }
+        if (typeof seg === 'string') ok = seg === parts[i];
+        else if (part === '') ok = false;
+        else params[seg.param] = part;
+      }
+      if (!ok) continue;
+      const op = this.operations.get(`${method.toUpperCase()} ${route.template}`);
+      if (op) return { method: op.method, template: route.template, operationId: op.operationId, params };
+    }
+    return undefined;
+  }
+
+  /** True when some operation (any method) has this concrete path. */
+  pathExists(path: string): boolean {
+    return METHODS.some((m) => this.match(m, path) !== undefined);
+  }
+
+  private checkParam(where: string, op: Operation, p: Parameter, raw: string | string[]): string[] {
+    const schema = p.schema ?? {};
+    const type = schema.type;
+    const coerce = (s: string, t: unknown): unknown => {
+      if ((t === 'integer' || t === 'number') && /^-?\d+(\.\d+)?$/.test(s)) return Number(s);
+      if (t === 'boolean' && (s === 'true' || s === 'false')) return s === 'true';
+      return s;
+    };
+    let value: unknown;
+    if (type === 'array') {
+      const items = (Array.isArray(raw) ? raw : raw.split(',')).filter((s) => s !== '');
+      const itemType = isObject(schema.items) ? schema.items.type : undefined;
+      value = items.map((s) => coerce(s, itemType));
+    } else if (Array.isArray(raw)) {
+      return [`${where}: ${p.in} parameter ${p.name} is given ${raw.length} times`];
+    } else {
+      value = coerce(raw, type);
+    }
+    const fn = this.compile(`${op.method} ${op.template} ${p.in}:${p.name}`, schema);
+    if (fn(value)) return [];
+    return formatErrors(`${where}: ${p.in} parameter ${p.name}`, fn.errors).map(
+      (m) => `${m} (got ${describe(raw)})`,
+    );
+  }
+
+  /** Checks a request against the description; returns human-readable problems (empty: valid). */
+  validateRequest(method: string, template: string, input: RequestInput): string[] {
+    const where = `${method.toUpperCase()} ${template}`;
+    const op = this.operations.get(where);
+    if (!op) return [`${where}: no such operation in GitHub's REST API description`];
+    const errors: string[] = [];
+    const params = input.params ?? {};
+    const query = input.query ?? {};
+
+    for (const p of op.parameters) {
+      if (p.in !== 'path' && p.in !== 'query') continue;
+      const raw = p.in === 'path' ? params[p.name] : query[p.name];
+      if (raw === undefined) {
+        if (p.required || p.in === 'path')
+          errors.push(`${where}: missing required ${p.in} parameter ${p.name}`);
+        continue;
+      }
+      errors.push(...this.checkParam(where, op, p, raw));
+    }
+    const knownQuery = new Set(op.parameters.filter((p) => p.in === 'query').map((p) => p.name));
+    for (const name of Object.keys(query)) {
+      if (query[name] !== undefined && !knownQuery.has(name)) {
+        errors.push(`${where}: unknown query parameter ${name} (GitHub ignores it)`);
+      }
+    }
+
+    const hasBody =
+      input.body !== undefined && !(isObject(input.body) && Object.keys(input.body).length === 0);
+    const rb = op.requestBody;
+    if (!rb) {
+      if (hasBody) errors.push(`${where}: takes no request body, got ${describe(input.body)}`);
+      return errors;
+    }
+    if (input.body === undefined) {
+      if (rb.required) errors.push(`${where}: missing required JSON request body`);
+      return errors;
+    }
+    const contentType = (input.contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    const media = rb.content?.['application/json'] ?? rb.content?.[contentType];
+    if (!media) {
+      errors.push(`${where}: request body of type ${contentType} is not accepted`);
+      return errors;
+    }
+    if (contentType !== 'application/json' && !rb.content?.[contentType]) {
+      errors.push(`${where}: request body sent as ${contentType}, not application/json`);
+    }
+    const schema = media.schema ?? {};
+    const fn = this.compile(`${op.method} ${op.template} body`, schema);
+    if (!fn(input.body)) errors.push(...formatErrors(`${where}: request body`, fn.errors));
+    // GitHub ignores unknown top-level fields: a misspelt optional field would silently not apply.
+    const props = isObject(schema.properties) ? schema.properties : undefined;
+    if (props && schema.additionalProperties === undefined && isObject(input.body)) {
+      for (const k of Object.keys(input.body)) {
+        if (!(k in props)) errors.push(`${where}: request body has unknown property '${k}'`);
+      }
+    }
+    return errors;
+  }
+
+  /** Checks a response: its status must be documented for the operation, its body must match. */
+  validateResponse(
+    method: string,
+    template: string,
+    status: number,
+    body: unknown,
+    opts: ResponseCheckOptions = {},
+  ): string[] {
+    const where = `${method.toUpperCase()} ${template}`;
+    const op = this.operations.get(where);
+    if (!op) return [`${where}: no such operation in GitHub's REST API description`];
+    const code = String(status);
+    const documented = op.responses[code] ?? op.responses[`${code[0]}XX`] ?? op.responses.default;
+    if (documented === undefined) {
+      if (opts.implicitStatuses?.includes(status)) {
+        const fn = this.compile('basic-error', { $ref: '#/components/schemas/basic-error' });
+        return fn(body) ? [] : formatErrors(`${where}: response ${status} body`, fn.errors);
+      }
+      return [
+        `${where}: response status ${status} is not documented (documented: ${Object.keys(op.responses).join(', ')})`,
+      ];
+    }
+    const resp = this.deref(documented) ?? {};
+    const content = isObject(resp.content) ? resp.content : undefined;
+    const mediaKey = content && (content['application/json'] ? 'application/json' : Object.keys(content)[0]);
+    const media = mediaKey && content ? content[mediaKey] : undefined;
+    const empty = body === undefined || body === '';
+    if (!isObject(media) || media.schema === undefined) {
+      return empty ? [] : [`${where}: response ${status} must have no body, got ${describe(body)}`];
+    }
+    if (empty) return [`${where}: response ${status} must have a ${mediaKey} body, got none`];
+    const fn = this.compile(`${op.method} ${op.template} response ${code}`, media.schema);
+    return fn(body) ? [] : formatErrors(`${where}: response ${status} body`, fn.errors);
+  }
+}
+
+let instance: GitHubOpenApi | undefined;
+
+/** The process-wide validator, loaded on first use (~0.2 s, ~100 MB). */
+export function githubOpenApi(): GitHubOpenApi {
+  if (!instance) {
+    const file = createRequire(import.meta.url).resolve('@octokit/openapi/generated/api.github.com.json');
+    instance = new GitHubOpenApi(JSON.parse(readFileSync(file, 'utf8')) as JsonObject);
+  }
+  return instance;
+}

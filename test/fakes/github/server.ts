@@ -1,0 +1,388 @@
+// FakeGitHub: the stand-in GitHub every Hatchery test talks to. It answers the REST endpoints
+// about self-hosted runners the way GitHub does, checks every request and response against
+// GitHub's OpenAPI description (./openapi.ts), serves the stand-in runner's tarball
+// (./runner/), and hands queued jobs to stand-in runners that connect to it
+// (./runner-protocol.ts). Anything that would not work against the real GitHub is recorded in
+// `violations`: a test that ends with violations has found a bug in Hatchery or in this fake.
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { githubOpenApi } from './openapi.ts';
+import { DOCS, notFound, restHandlers, scopeOf, validationFailed, type RestReply } from './rest.ts';
+import { createRunnerProtocol, formatJobAssignment, type RunnerProtocol } from './runner-protocol.ts';
+import {
+  FakeState,
+  RUNNER_VERSION,
+  scopeKey,
+  type FakeJob,
+  type FakeRunner,
+  type JobEventAction,
+} from './state.ts';
+import { buildTarball } from './tarball.ts';
+
+export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
+export { decodeJitConfig } from './runner-protocol.ts';
+
+export const API_VERSION = '2022-11-28';
+export const DEFAULT_TOKEN = 'ghp_testtoken0000000000000000000000000000';
+
+export interface FakeGitHubOptions {
+  /** Port on 127.0.0.1; default 0 (any free port). */
+  port?: number;
+  /** Accepted tokens (PATs, installation tokens…); default [DEFAULT_TOKEN]. */
+  tokens?: string[];
+  /**
+   * Base URL the stand-in runner uses to reach this server from inside a VM, e.g.
+   * 'http://10.0.2.100' (QEMU slirp guestfwd to this server's port); default: this.url.
+   */
+  guestBaseUrl?: string;
+  /** When given, only these repositories (`owner/repo`) and their owners exist; others answer 404. */
+  repositories?: string[];
+  /** How long a runner's long poll is held when no job comes (default 25 s). */
+  longPollMs?: number;
+  /**
+   * An online runner not heard from for this long (no poll pending, no heartbeat) is lost:
+   * its job fails, an ephemeral runner is removed, another goes offline. Default 30 s.
+   */
+  runnerLostAfterMs?: number;
+}
+
+export interface RequestRecord {
+  method: string;
+  /** Path and query string as received. */
+  path: string;
+  status: number;
+}
+
+export interface RunnerTarball {
+  /** Served by this server at url + urlPath (no authentication). */
+  urlPath: string;
+  sha256: string;
+  size: number;
+}
+
+const RUNNER_DIR = new URL('./runner/', import.meta.url);
+const TARBALL_PATH = `/_downloads/actions-runner-linux-x64-${RUNNER_VERSION}.tar.gz`;
+/** Statuses GitHub answers on any operation though its description often leaves them out. */
+const IMPLICIT_STATUSES = [401, 404];
+
+function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
+  const file = (name: string) => readFileSync(new URL(name, RUNNER_DIR));
+  const t = buildTarball([
+    { name: 'run.sh', mode: 0o755, data: file('run.sh') },
+    { name: 'config.sh', mode: 0o755, data: file('config.sh') },
+    { name: 'VERSION', mode: 0o644, data: Buffer.from(`${RUNNER_VERSION}\n`) },
+  ]);
+  return { data: t.data, info: { urlPath: TARBALL_PATH, sha256: t.sha256, size: t.size } };
+}
+
+export class FakeGitHub {
+  readonly violations: string[] = [];
+  readonly requests: RequestRecord[] = [];
+  readonly runnerTarball: RunnerTarball;
+
+  private readonly state: FakeState;
+  private readonly tokens: Set<string>;
+  private readonly repositories: Set<string> | undefined;
+  private readonly protocol: RunnerProtocol;
+  private readonly tarballData: Buffer;
+  private readonly app = express();
+  private server: Server | undefined;
+  private baseUrl = '';
+  private guestUrl: string | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private requestCount = 0;
+
+  private constructor(private readonly opts: FakeGitHubOptions) {
+    this.state = new FakeState(formatJobAssignment);
+    this.tokens = new Set(opts.tokens ?? [DEFAULT_TOKEN]);
+    this.repositories = opts.repositories && new Set(opts.repositories.map((r) => r.toLowerCase()));
+    this.guestUrl = opts.guestBaseUrl?.replace(/\/+$/, '');
+    const tarball = buildRunnerTarball();
+    this.tarballData = tarball.data;
+    this.runnerTarball = Object.freeze(tarball.info);
+    this.protocol = createRunnerProtocol({
+      state: this.state,
+      longPollMs: opts.longPollMs ?? 25_000,
+      violation: (m) => this.violations.push(m),
+      serverUrlFor: (req) => `http://${req.get('host') ?? '127.0.0.1'}`,
+    });
+
+    this.app.disable('x-powered-by');
+    this.app.set('etag', false);
+    this.app.get(TARBALL_PATH, (_req, res) => {
+      res.type('application/octet-stream').send(this.tarballData);
+    });
+    this.app.use('/_runner', this.protocol.router);
+    this.app.use(express.raw({ type: () => true, limit: '5mb' }));
+    this.app.use((req, res) => this.handleApi(req, res));
+    this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+      const status = (err as { status?: number }).status ?? 500;
+      this.violations.push(`${req.method} ${req.originalUrl}: ${String((err as Error).message ?? err)}`);
+      if (!res.headersSent)
+        res.status(status).json({ message: 'Problems parsing the request', documentation_url: DOCS });
+    });
+  }
+
+  static async start(opts: FakeGitHubOptions = {}): Promise<FakeGitHub> {
+    const fake = new FakeGitHub(opts);
+    await new Promise<void>((resolve, reject) => {
+      const server = fake.app.listen(opts.port ?? 0, '127.0.0.1', (err?: Error) =>
+        err ? reject(err) : resolve(),
+      );
+      server.on('error', reject);
+      fake.server = server;
+    });
+    const port = (fake.server!.address() as AddressInfo).port;
+    fake.baseUrl = `http://127.0.0.1:${port}`;
+    const lostAfter = opts.runnerLostAfterMs ?? 30_000;
+    fake.sweeper = setInterval(() => fake.sweepLostRunners(lostAfter), Math.min(1000, lostAfter));
+    fake.sweeper.unref();
+    return fake;
+  }
+
+  /** The API base URL, e.g. 'http://127.0.0.1:41234'. */
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  /** The base URL written into JIT configs (options.guestBaseUrl, default this.url). */
+  get guestBaseUrl(): string {
+    return this.guestUrl ?? this.baseUrl;
+  }
+
+  // --- in-process test API ---
+
+  /** Queues a job (as a workflow run would); it goes to a matching idle runner of the repository. */
+  queueJob(input: { repository: string; labels: string[]; name?: string; script?: string }): FakeJob {
+    return this.state.queueJob(input);
+  }
+
+  /** Resolves with the job once it has completed (default timeout 60 s). */
+  waitForJob(id: number, opts: { timeoutMs?: number } = {}): Promise<FakeJob> {
+    if (!this.state.job(id)) return Promise.reject(new Error(`no job ${id}`));
+    return this.state.waitUntil(
+      () => {
+        const j = this.state.job(id);
+        return j?.status === 'completed' ? j : undefined;
+      },
+      opts.timeoutMs ?? 60_000,
+      () => `job ${id} to complete (it is ${this.state.job(id)?.status})`,
+    );
+  }
+
+  job(id: number): FakeJob | undefined {
+    return this.state.job(id);
+  }
+
+  jobs(): FakeJob[] {
+    return this.state.jobs();
+  }
+
+  /** Runner registrations; with a repository (`owner/repo`), that repository's runners only. */
+  runners(repository?: string): FakeRunner[] {
+    const all = [...this.state.runnersById.values()];
+    const picked =
+      repository === undefined
+        ? all
+        : all.filter(
+            (r) =>
+              scopeKey(r.scope) ===
+              scopeKey({
+                kind: 'repo',
+                owner: repository.split('/')[0] ?? '',
+                repo: repository.split('/')[1] ?? '',
+              }),
+          );
+    return picked.map((r) => this.state.snapshotRunner(r));
+  }
+
+  /** Resolves with the first runner for which predicate holds (default timeout 30 s). */
+  waitForRunner(
+    predicate: (r: FakeRunner) => boolean,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<FakeRunner> {
+    return this.state.waitUntil(
+      () => this.runners().find(predicate),
+      opts.timeoutMs ?? 30_000,
+      () => `a runner matching ${predicate.toString()} (runners: ${JSON.stringify(this.runners())})`,
+    );
+  }
+
+  /** Resolves once check() holds; checked after every change of runners or jobs (default 30 s). */
+  async waitUntil(check: () => boolean, opts: { timeoutMs?: number; what?: string } = {}): Promise<void> {
+    await this.state.waitUntil(
+      () => (check() ? true : undefined),
+      opts.timeoutMs ?? 30_000,
+      () => opts.what ?? check.toString(),
+    );
+  }
+
+  /** Calls listener on every job change (queued, in_progress, completed); returns an unsubscribe. */
+  onJob(listener: (action: JobEventAction, job: FakeJob) => void): () => void {
+    return this.state.onJob(listener);
+  }
+
+  /** Stops the server: answers pending long polls, closes connections, rejects pending waits. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.sweeper) clearInterval(this.sweeper);
+      this.protocol.closeAll();
+      this.state.failWaiters(new Error('FakeGitHub closed'));
+      const server = this.server;
+      if (!server) return;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setImmediate(() => server.closeAllConnections());
+      });
+    })();
+    return this.closing;
+  }
+
+  // --- internals ---
+
+  private sweepLostRunners(lostAfterMs: number): void {
+    const now = Date.now();
+    for (const r of [...this.state.runnersById.values()]) {
+      if (r.status === 'online' && !r.poll && now - r.lastContact > lostAfterMs) {
+        this.state.runnerGone(r, `the runner lost communication with the server (${lostAfterMs} ms)`);
+      }
+    }
+  }
+
+  private reply(
+    req: Request,
+    res: Response,
+    reply: RestReply,
+    check?: { method: string; template: string },
+  ): void {
+    if (check) {
+      const problems = githubOpenApi().validateResponse(
+        check.method,
+        check.template,
+        reply.status,
+        reply.body,
+        {
+          implicitStatuses: IMPLICIT_STATUSES,
+        },
+      );
+      for (const p of problems) this.violations.push(`stand-in GitHub sent an invalid response: ${p}`);
+    }
+    this.requests.push({ method: req.method, path: req.originalUrl, status: reply.status });
+    const used = ++this.requestCount;
+    res.set({
+      'x-github-api-version-selected': API_VERSION,
+      'x-ratelimit-limit': '5000',
+      'x-ratelimit-remaining': String(Math.max(0, 5000 - used)),
+      'x-ratelimit-used': String(used),
+      'x-ratelimit-reset': String(Math.floor(Date.now() / 1000) + 3600),
+      'x-ratelimit-resource': 'core',
+      ...reply.headers,
+    });
+    res.status(reply.status);
+    if (reply.body === undefined) res.end();
+    else res.json(reply.body);
+  }
+
+  private handleApi(req: Request, res: Response): void {
+    const api = githubOpenApi();
+    const path = req.path;
+    const what = `${req.method} ${req.originalUrl}`;
+    const match = api.match(req.method, path);
+    if (!match) {
+      this.violations.push(
+        api.pathExists(path)
+          ? `${what}: GitHub has no ${req.method} operation on this path`
+          : `${what}: not a GitHub REST API endpoint`,
+      );
+      this.reply(req, res, notFound());
+      return;
+    }
+    const key = `${match.method} ${match.template}`;
+    const handler = restHandlers[key];
+    if (!handler) {
+      this.violations.push(
+        `${what}: ${key} (${match.operationId}) is not implemented by the stand-in GitHub`,
+      );
+      this.reply(req, res, notFound());
+      return;
+    }
+
+    const version = req.get('x-github-api-version');
+    if (version !== undefined && version !== API_VERSION) {
+      this.violations.push(`${what}: unsupported X-GitHub-Api-Version ${JSON.stringify(version)}`);
+      this.reply(req, res, {
+        status: 400,
+        body: { message: `API version ${version} is not supported.`, documentation_url: DOCS, status: '400' },
+      });
+      return;
+    }
+
+    const auth = /^(?:token|bearer)\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+    if (!auth || !this.tokens.has(auth[1]!)) {
+      const message = req.get('authorization') ? 'Bad credentials' : 'Requires authentication';
+      this.reply(req, res, { status: 401, body: { message, documentation_url: DOCS, status: '401' } }, match);
+      return;
+    }
+
+    let body: unknown;
+    const raw = Buffer.isBuffer(req.body) ? req.body : undefined;
+    if (raw && raw.length > 0) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        this.violations.push(`${what}: the request body is not JSON`);
+        this.reply(req, res, {
+          status: 400,
+          body: { message: 'Problems parsing JSON', documentation_url: DOCS, status: '400' },
+        });
+        return;
+      }
+    }
+    const query = req.query as Record<string, string | string[] | undefined>;
+    const problems = api.validateRequest(match.method, match.template, {
+      params: match.params,
+      query,
+      body,
+      contentType: req.get('content-type'),
+    });
+    if (problems.length) {
+      for (const p of problems) this.violations.push(`invalid request ${what}: ${p}`);
+      this.reply(req, res, validationFailed(problems));
+      return;
+    }
+
+    const scope = scopeOf(match.params);
+    if (this.repositories) {
+      const known =
+        scope.kind === 'repo'
+          ? this.repositories.has(`${scope.owner}/${scope.repo}`.toLowerCase())
+          : [...this.repositories].some((r) => r.split('/')[0] === scope.org.toLowerCase());
+      if (!known) {
+        this.reply(req, res, notFound(), match);
+        return;
+      }
+    }
+
+    let reply: RestReply;
+    try {
+      reply = handler({
+        state: this.state,
+        params: match.params,
+        query,
+        body,
+        apiUrl: this.baseUrl,
+        path,
+        guestBaseUrl: this.guestBaseUrl,
+      });
+    } catch (e) {
+      this.violations.push(`${what}: the stand-in GitHub failed: ${(e as Error).stack ?? String(e)}`);
+      this.reply(req, res, { status: 500, body: { message: 'Server Error', documentation_url: DOCS } });
+      return;
+    }
+    this.reply(req, res, reply, match);
+  }
+}

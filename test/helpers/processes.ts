@@ -1,0 +1,39 @@
+// Finding the processes a test started, by a marker in their command line (QEMU VMs are
+// daemonized: they are nobody's children, so only /proc finds them).
+import { readdirSync, readFileSync } from 'node:fs';
+
+export function pidsWithArg(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
+      if (cmdline.split('\0').some((a) => a.includes(marker))) pids.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids.filter((p) => p !== process.pid);
+}
+
+export function qemuPidsUnder(dir: string): number[] {
+  return pidsWithArg(dir).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('qemu-system');
+    } catch {
+      return false;
+    }
+  });
+}
+
+export function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
