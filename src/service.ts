@@ -63,6 +63,8 @@ export class HatcheryService {
       binary: config.qemu.binary,
       accel: config.qemu.accel,
       resolveImage,
+      onProbe: (probe) =>
+        log.info({ kvm: probe.usable, reason: probe.reason, ms: probe.ms }, 'KVM probe (qemu.accel = auto)'),
       network: (pool) => {
         const p = pools.get(pool);
         return { mode: p?.network ?? 'restricted', forwards: p?.forwards ?? [] };
@@ -125,7 +127,9 @@ export class HatcheryService {
     // Images used by pools are built (or found in the cache) before the first request needs them.
     for (const image of new Set(config.pools.map((p) => p.image))) {
       try {
-        await resolveImage(image);
+        const boot = await resolveImage(image);
+        // Probe KVM now rather than in the first create: that VM would wait for it.
+        if (boot.kernel) await qemu.accelerator(boot.kernel);
       } catch (e) {
         log.error(
           { image, err: (e as Error).message },

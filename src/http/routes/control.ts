@@ -63,10 +63,6 @@ export function controlRoutes(deps: {
       return;
     }
     const body = parseControlBody(parseJson(rawBody(req)));
-    const deliveryId = req.get('x-hatchery-delivery') ?? req.get('x-github-delivery');
-    const duplicate = deliveryId
-      ? !(await deps.store.recordDelivery('control', deliveryId, deps.clock()))
-      : false;
     const common = {
       source: 'control' as const,
       repository: body.repository,
@@ -75,11 +71,19 @@ export function controlRoutes(deps: {
       labels: body.labels,
     };
     const base = deps.baseUrl();
+    // The delivery is recorded only once the intent is: a request refused for a bad label
+    // changes nothing, and its corrected redelivery is not mistaken for a duplicate.
+    const deliveryId = req.get('x-hatchery-delivery') ?? req.get('x-github-delivery');
+    if (deliveryId !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(deliveryId)) {
+      throw badRequest('X-Hatchery-Delivery', 'at most 128 letters, digits, ".", "_", ":", "-"');
+    }
+    const recordDelivery = async (): Promise<boolean> =>
+      deliveryId ? !(await deps.store.recordDelivery('control', deliveryId, deps.clock())) : false;
     if (body.action === 'create') {
       const results = await deps.intake.create(common);
       res.status(202).json({
         action: 'create',
-        duplicate,
+        duplicate: await recordDelivery(),
         vms: results.map(({ vm, created }) => ({
           ...vmView(vm, base),
           created,
@@ -88,7 +92,11 @@ export function controlRoutes(deps: {
       });
     } else {
       const vms = await deps.intake.destroy({ ...common, by: 'control request' });
-      res.status(202).json({ action: 'destroy', duplicate, vms: vms.map((vm) => vmView(vm, base)) });
+      res.status(202).json({
+        action: 'destroy',
+        duplicate: await recordDelivery(),
+        vms: vms.map((vm) => vmView(vm, base)),
+      });
     }
   });
   return router;

@@ -16,7 +16,7 @@ import {
   type NetworkSpec,
   CHANNEL_PORT,
 } from './command-line.ts';
-import { probeKvm } from './kvm.ts';
+import { probeKvm, type KvmProbe } from './kvm.ts';
 import { connectQmp } from './qmp.ts';
 import { isOurProcess, signal, waitGone } from './process.ts';
 
@@ -34,6 +34,8 @@ export interface QemuProviderOptions {
   network?: (pool: string) => NetworkSpec;
   /** argv prefix of the per-connection forwarder; host address and port are appended. */
   forwardCommand?: string[];
+  /** Told the outcome of the KVM probe (`accel = auto`), for the log. */
+  onProbe?: (probe: KvmProbe) => void;
 }
 
 interface Meta {
@@ -50,23 +52,42 @@ const UNIX_PATH_MAX = 107;
 export class QemuProvider implements Provider {
   readonly kind = 'qemu';
   private readonly binary: string;
-  private accel: Promise<'kvm' | 'tcg'> | null = null;
+  private accel: Promise<'kvm' | 'tcg'> | undefined;
 
   constructor(private readonly opts: QemuProviderOptions) {
     this.binary = opts.binary ?? 'qemu-system-x86_64';
     if (!path.isAbsolute(opts.stateDir)) throw new Error(`qemu state_dir must be absolute: ${opts.stateDir}`);
   }
 
-  /** The accelerator in use; `auto` probes KVM once with a short test boot. */
+  /**
+   * The accelerator in use; `auto` probes KVM once with a short test boot. The probe's verdict
+   * is kept in the state dir for the host's current boot (a failed probe costs ~4 s, and a
+   * restarted service must not pay it again before its first VM).
+   */
   async accelerator(kernelForProbe?: string): Promise<'kvm' | 'tcg'> {
     const want = this.opts.accel ?? 'auto';
     if (want !== 'auto') return want;
-    this.accel ??= (async () => {
-      if (!kernelForProbe) return 'tcg';
-      const probe = await probeKvm(this.binary, kernelForProbe);
-      return probe.usable ? 'kvm' : 'tcg';
-    })();
+    if (!kernelForProbe) return this.accel ?? 'tcg';
+    this.accel ??= this.probeOnce(kernelForProbe).catch(() => 'tcg' as const);
     return this.accel;
+  }
+
+  private async probeOnce(kernel: string): Promise<'kvm' | 'tcg'> {
+    const cacheFile = path.join(this.opts.stateDir, '.kvm-probe.json');
+    const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+    const key = { bootId, binary: this.binary };
+    try {
+      const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as typeof key & { usable: boolean };
+      if (bootId && cached.bootId === bootId && cached.binary === this.binary)
+        return cached.usable ? 'kvm' : 'tcg';
+    } catch {
+      /* no verdict yet */
+    }
+    const probe = await probeKvm(this.binary, kernel);
+    this.opts.onProbe?.(probe);
+    await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(cacheFile, JSON.stringify({ ...key, usable: probe.usable, reason: probe.reason }));
+    return probe.usable ? 'kvm' : 'tcg';
   }
 
   private checkName(name: string): void {

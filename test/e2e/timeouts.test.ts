@@ -1,0 +1,92 @@
+// A VM that boots but whose runner never registers is destroyed after the pool's boot timeout,
+// ends `failed` with the reason, and leaves nothing. The runner download is sent into a black
+// hole (a server that accepts and never answers), so the guest hangs the way a broken image does.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { eventually, Stack } from '../helpers/stack.ts';
+
+describe('timeouts (real VMs)', () => {
+  let stack: Stack;
+  let hole: net.Server;
+  const sockets = new Set<net.Socket>();
+  before(async () => {
+    hole = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    const port = (hole.address() as AddressInfo).port;
+    stack = await Stack.start({
+      pools: [{ name: 'hang', labels: ['hang'], forwardTo: `127.0.0.1:${port}`, timeouts: { boot: 12 } }],
+    });
+  });
+  after(async () => {
+    await stack?.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => hole.close(r));
+  });
+
+  it('destroys a VM whose runner never registers after the boot timeout: failed, with the reason', async () => {
+    const r = await stack.client.control({
+      action: 'create',
+      repository: 'octo/app',
+      run_id: 1,
+      run_attempt: 1,
+      labels: ['hang'],
+    });
+    assert.equal(r.status, 202);
+    const name = r.json.vms[0]!.name;
+    const booting = await stack.waitState(name, ['booting']);
+    // The guest is up and waiting on its download when the deadline passes.
+    await eventually(
+      async () => ((await stack.events(name)).some((e) => e.event === 'guest_booted') ? true : undefined),
+      'the guest to boot',
+      60_000,
+    );
+    await eventually(
+      () => (sockets.size >= 1 ? true : undefined),
+      'the guest to hang on its runner download',
+    );
+
+    const waited = await stack.client.api<{ state: string; failure: string; wait: string }>(
+      'GET',
+      `/api/v1/vms/${name}?wait=ready&timeout=60`,
+    );
+    assert.equal(waited.status, 409, 'the long-poll learns that this VM will never be ready');
+    assert.equal(waited.json.wait, 'ended');
+
+    const failed = await stack.waitState(name, ['failed'], 60_000);
+    assert.equal(failed.failure, 'boot timeout: the runner did not register within 12 s');
+    const events = await stack.events(name);
+    assert.deepEqual(
+      events.map((e) => `${e.event}→${e.to}`),
+      [
+        'requested→pending',
+        'admitted→provisioning',
+        'created→booting',
+        'guest_booted→booting',
+        'timeout→destroying',
+        'destroy_done→failed',
+      ],
+    );
+    const timedOutAt = (await stack.service.store.listEvents(failed.id)).find(
+      (e) => e.event === 'timeout',
+    )!.at;
+    const createdAt = (await stack.service.store.listEvents(failed.id)).find(
+      (e) => e.event === 'created',
+    )!.at;
+    assert.ok(timedOutAt - createdAt >= 12_000, `timed out ${timedOutAt - createdAt} ms after creation`);
+    assert.ok(booting.deadlineAt! <= timedOutAt);
+
+    await eventually(() => {
+      const l = stack.files.leftovers();
+      return l.qemu.length + l.vmDirs.length + l.runners.length === 0 ? true : undefined;
+    }, 'nothing left behind');
+    // Its registration (minted, never used) was removed with the VM.
+    assert.deepEqual(await stack.service.store.listRegistrations({ live: true }), []);
+    assert.deepEqual(stack.fake.violations, []);
+  });
+});

@@ -1,0 +1,432 @@
+// The whole system for end-to-end tests and benchmarks: the GitHub stand-in, and Hatchery on
+// real QEMU VMs and a real SQLite file, configured through a hatchery.toml like an operator's.
+// The service runs in this process (`Stack.start`) or as its own `hatchery serve` process
+// (`ServiceProcess`, for kill -9). `leftovers()` lists everything a VM could leave behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { stringify } from 'smol-toml';
+import { loadConfig } from '../../src/config/load.ts';
+import { sign } from '../../src/crypto/hmac.ts';
+import { createLogger } from '../../src/log.ts';
+import { HatcheryService } from '../../src/service.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import type { VmRecord } from '../../src/store/store.ts';
+import { FakeGitHub } from '../fakes/github/server.ts';
+import { IMAGES_DIR } from './images.ts';
+import { killAll, pidsWithArg, qemuPidsUnder } from './processes.ts';
+
+const REPO_ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const GUEST_GITHUB = '10.0.2.100:80';
+
+export interface PoolSpec {
+  name: string;
+  labels: string[];
+  /** Where the guest's 10.0.2.100:80 leads; default the stand-in GitHub. */
+  forwardTo?: string;
+  max_vms?: number;
+  timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
+}
+
+export interface StackOptions {
+  pools?: PoolSpec[];
+  /** Tokens the stand-in accepts; the first is the service's github.token unless githubToken is false. */
+  tokens?: string[];
+  githubToken?: boolean;
+  legacy?: { secret: string; openssl_password: string; wait_for_ready?: boolean; wait_timeout?: number };
+  maxVms?: number;
+  workers?: { concurrency?: number; poll_ms?: number; lease_seconds?: number };
+  /** Extra top-level TOML sections merged into the generated file. */
+  extra?: Record<string, unknown>;
+}
+
+/** The part shared by the in-process stack and the child process: stand-in, files, config. */
+export class StackFiles {
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  readonly controlSecret = randomBytes(16).toString('hex');
+  readonly apiToken = randomBytes(16).toString('hex');
+  readonly instanceId = `e2e-${randomBytes(3).toString('hex')}`;
+
+  private constructor(
+    readonly fake: FakeGitHub,
+    readonly opts: StackOptions,
+  ) {
+    this.dir = mkdtempSync(path.join(tmpdir(), 'hatchery-e2e-'));
+    this.stateDir = path.join(this.dir, 'vms');
+    this.configFile = path.join(this.dir, 'hatchery.toml');
+    this.logFile = path.join(this.dir, 'service.log');
+    writeFileSync(this.configFile, this.toml());
+  }
+
+  static async create(opts: StackOptions = {}): Promise<StackFiles> {
+    const tokens = opts.tokens ?? [`ghp_${randomBytes(18).toString('hex')}`];
+    const fake = await FakeGitHub.start({
+      guestBaseUrl: `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
+      tokens,
+    });
+    return new StackFiles(fake, { ...opts, tokens });
+  }
+
+  private toml(): string {
+    const { opts, fake } = this;
+    const fakeHost = `127.0.0.1:${new URL(fake.url).port}`;
+    const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => ({
+      name: p.name,
+      labels: p.labels,
+      memory: 256,
+      max_vms: p.max_vms ?? 4,
+      forwards: [{ guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost }],
+      timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
+    }));
+    const config: Record<string, unknown> = {
+      instance_id: this.instanceId,
+      server: { host: '127.0.0.1', port: 0 },
+      api: { token: this.apiToken },
+      control: { secret: this.controlSecret },
+      github: {
+        api_url: fake.url,
+        ...(opts.githubToken === false ? {} : { token: opts.tokens![0]! }),
+      },
+      runner: {
+        url: `http://${GUEST_GITHUB.replace(/:80$/, '')}${fake.runnerTarball.urlPath}`,
+        sha256: fake.runnerTarball.sha256,
+      },
+      store: { path: path.join(this.dir, 'hatchery.db') },
+      workers: { concurrency: 4, poll_ms: 100, lease_seconds: 60, ...opts.workers },
+      reconcile: { interval_seconds: 2 },
+      limits: { max_vms: opts.maxVms ?? 8 },
+      qemu: { accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR },
+      log: { level: 'debug' },
+      ...(opts.legacy ? { legacy: { enabled: true, ...opts.legacy } } : {}),
+      ...opts.extra,
+      pools,
+    };
+    return stringify(config);
+  }
+
+  config() {
+    return loadConfig({ file: this.configFile, env: {}, dotenv: false }).config;
+  }
+
+  /** Everything a VM could leave behind: QEMU processes, VM directories, forwarders, registrations. */
+  leftovers(): { qemu: number[]; vmDirs: string[]; forwarders: number[]; runners: string[] } {
+    const fakePort = new URL(this.fake.url).port;
+    return {
+      qemu: qemuPidsUnder(this.stateDir),
+      vmDirs: existsSync(this.stateDir)
+        ? readdirSync(this.stateDir).filter((d) => d.startsWith('hatchery-'))
+        : [],
+      // guestfwd runs one `busybox nc 127.0.0.1 <port>` per guest connection.
+      forwarders: pidsWithArg(fakePort).filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('busybox\0nc');
+        } catch {
+          return false;
+        }
+      }),
+      runners: this.fake.runners().map((r) => r.name),
+    };
+  }
+
+  /** Kills whatever a failed test left (never needed when it passes), then removes the files. */
+  async cleanup(keepOnFailure = false): Promise<void> {
+    const left = this.leftovers();
+    killAll([...left.qemu, ...left.forwarders]);
+    await this.fake.close();
+    if (!keepOnFailure) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  signControl(body: string): string {
+    return sign('sha256', this.controlSecret, body);
+  }
+}
+
+export interface HttpReply<T = Record<string, unknown>> {
+  status: number;
+  json: T;
+  ms: number;
+}
+
+/** HTTP calls a workflow would make, against a service at `url()`. */
+export class Client {
+  constructor(
+    private readonly files: StackFiles,
+    private readonly url: () => string,
+  ) {}
+
+  async control(
+    body: Record<string, unknown> | string,
+    opts: { delivery?: string; signature?: string | null } = {},
+  ): Promise<HttpReply<ControlReply>> {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const signature = opts.signature === undefined ? this.files.signControl(text) : opts.signature;
+    if (signature !== null) headers['x-hatchery-signature-256'] = signature;
+    if (opts.delivery) headers['x-hatchery-delivery'] = opts.delivery;
+    return this.request('POST', '/hooks/control', text, headers);
+  }
+
+  async api<T = Record<string, unknown>>(
+    method: string,
+    p: string,
+    token = this.files.apiToken,
+  ): Promise<HttpReply<T>> {
+    return this.request(method, p, undefined, { authorization: `Bearer ${token}` });
+  }
+
+  async request<T>(
+    method: string,
+    p: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<HttpReply<T>> {
+    const started = performance.now();
+    const res = await fetch(`${this.url()}${p}`, { method, headers, body });
+    const text = await res.text();
+    let json: T;
+    try {
+      json = JSON.parse(text) as T;
+    } catch {
+      json = { raw: text } as T;
+    }
+    return { status: res.status, json, ms: performance.now() - started };
+  }
+}
+
+export interface ControlVm {
+  name: string;
+  state: string;
+  runner_labels: string[];
+  created: boolean;
+  wait_url: string;
+  status_url: string;
+}
+export interface ControlReply {
+  action?: string;
+  duplicate?: boolean;
+  vms: ControlVm[];
+  error?: string;
+  field?: string;
+  message?: string;
+}
+
+/** Hatchery in this process. */
+export class Stack {
+  readonly client: Client;
+
+  private constructor(
+    readonly files: StackFiles,
+    public service: HatcheryService,
+  ) {
+    this.client = new Client(files, () => this.service.url);
+  }
+
+  static async start(opts: StackOptions = {}): Promise<Stack> {
+    const files = await StackFiles.create(opts);
+    const service = await startService(files);
+    return new Stack(files, service);
+  }
+
+  get fake(): FakeGitHub {
+    return this.files.fake;
+  }
+
+  /** Stops the service (VMs keep running) and starts a new one on the same store and state. */
+  async restart(): Promise<void> {
+    await this.service.stop();
+    this.service = await startService(this.files);
+  }
+
+  async vm(name: string): Promise<VmRecord> {
+    const vm = await this.service.store.getVm(name);
+    if (!vm) throw new Error(`no VM ${name}`);
+    return vm;
+  }
+
+  /** Waits until the VM is in one of `states`; fails early if it ends elsewhere. */
+  async waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const vm = await this.vm(name);
+      if (states.includes(vm.state)) return vm;
+      if ((vm.state === 'destroyed' || vm.state === 'failed') && !states.includes(vm.state)) {
+        throw new Error(
+          `${name} ended ${vm.state} (${vm.failure ?? 'no failure'}) while waiting for ${states.join('|')}`,
+        );
+      }
+      if (Date.now() > until)
+        throw new Error(`${name} is ${vm.state}, not ${states.join('|')}, after ${timeoutMs} ms`);
+      await this.service.ctx.notifier.waitForChange(name, 500);
+    }
+  }
+
+  async events(name: string): Promise<{ event: string; to: string; note: string }[]> {
+    const vm = await this.vm(name);
+    return (await this.service.store.listEvents(vm.id)).map((e) => ({
+      event: e.event,
+      to: e.toState,
+      note: e.note,
+    }));
+  }
+
+  /** Stops the service and the stand-in; removes the files unless the test failed. */
+  async stop(): Promise<void> {
+    await this.service.stop();
+    await this.files.cleanup();
+  }
+}
+
+async function startService(files: StackFiles): Promise<HatcheryService> {
+  const config = files.config();
+  const log = createLogger({
+    level: config.log.level,
+    destination: pino.destination({ dest: files.logFile, append: true, sync: true }),
+  });
+  return HatcheryService.start({ config, log });
+}
+
+/** `hatchery serve` as its own process, so that a test can kill -9 it. */
+export class ServiceProcess {
+  private child: ChildProcess | null = null;
+  url = '';
+  readonly client: Client;
+
+  constructor(readonly files: StackFiles) {
+    this.client = new Client(files, () => this.url);
+  }
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    const log = createWriteStream(this.files.logFile, { flags: 'a' });
+    const child = spawn(
+      process.execPath,
+      [path.join(REPO_ROOT, 'bin/hatchery.js'), '--config', this.files.configFile, 'serve'],
+      {
+        cwd: this.files.dir,
+        env: { ...process.env, HATCHERY_CONFIG: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    this.child = child;
+    child.stdout!.pipe(log);
+    let buffer = '';
+    const ready = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`hatchery serve did not listen within ${timeoutMs} ms (see ${this.files.logFile})`),
+          ),
+        timeoutMs,
+      );
+      child.stderr!.on('data', (d: Buffer) => {
+        log.write(d);
+        buffer += d.toString();
+        for (const line of buffer.split('\n')) {
+          if (!line.includes('"listening"')) continue;
+          try {
+            const url = (JSON.parse(line) as { url?: string }).url;
+            if (url) {
+              clearTimeout(timer);
+              resolve(url);
+            }
+          } catch {
+            /* partial line */
+          }
+        }
+        buffer = buffer.slice(buffer.lastIndexOf('\n') + 1);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`hatchery serve exited ${code} before listening (see ${this.files.logFile})`));
+      });
+    });
+    this.url = await ready;
+  }
+
+  get pid(): number {
+    return this.child?.pid ?? 0;
+  }
+
+  /** kill -9: no shutdown code runs. */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    this.child = null;
+  }
+
+  /** A graceful stop (SIGTERM), as an operator's service manager does. */
+  async stop(): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') {
+      child.kill('SIGKILL');
+      throw new Error('hatchery serve did not stop within 15 s of SIGTERM');
+    }
+    this.child = null;
+    return code;
+  }
+
+  /** Reads the store the way `hatchery vm show` does (a second process on the same file). */
+  async read<T>(f: (store: SqliteStore) => Promise<T>): Promise<T> {
+    const store = new SqliteStore(this.files.config().store.path);
+    try {
+      return await f(store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  async waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const vm = await this.read((s) => s.getVm(name));
+      if (vm && states.includes(vm.state)) return vm;
+      if (vm && (vm.state === 'destroyed' || vm.state === 'failed')) {
+        throw new Error(
+          `${name} ended ${vm.state} (${vm.failure ?? 'no failure'}) while waiting for ${states.join('|')}`,
+        );
+      }
+      if (Date.now() > until)
+        throw new Error(
+          `${name} is ${vm?.state ?? 'missing'}, not ${states.join('|')}, after ${timeoutMs} ms`,
+        );
+      await sleep(200);
+    }
+  }
+}
+
+/** Polls `check` until it returns a value (not undefined), or fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
