@@ -116,9 +116,7 @@ export class Reconciler {
   /** Registrations whose VM is gone (a destroy step that could not reach GitHub), and ghosts. */
   private async sweepRegistrations(report: SweepReport): Promise<void> {
     for (const reg of await this.ctx.store.listRegistrations({ live: true })) {
-      const vm = (await this.ctx.store.listVms({ repository: reg.repository })).find(
-        (v) => v.id === reg.vmId,
-      );
+      const vm = await this.ctx.store.getVmById(reg.vmId);
       if (!vm || !isTerminal(vm.state)) continue;
       try {
         await this.ctx.runnersFor(vm).deleteRunner(reg.repository, reg.runnerId);

@@ -11,6 +11,8 @@ import { PROVIDER_STATES, type LifecycleEvent } from './lifecycle.ts';
 import { admit } from './quota.ts';
 import { destroy, provision } from './steps.ts';
 
+const TICK_GAP_MS = 20;
+
 export interface WorkerOptions {
   concurrency: number;
   leaseMs: number;
@@ -63,12 +65,17 @@ export class Worker {
 
   private async run(): Promise<void> {
     while (!this.stopping.signal.aborted) {
+      const started = Date.now();
       try {
         await this.tick();
       } catch (e) {
         this.ctx.log.error({ err: (e as Error).message }, 'worker tick failed');
       }
       await this.ctx.notifier.waitForWork(this.opts.pollMs, this.stopping.signal);
+      // A burst of requests wakes the worker once per request: ticks at most every TICK_GAP_MS,
+      // so that the burst is acknowledged first and admitted in a few ticks, not hundreds.
+      const gap = TICK_GAP_MS - (Date.now() - started);
+      if (gap > 0 && !this.stopping.signal.aborted) await sleep(gap, undefined, { ref: false });
     }
   }
 
@@ -91,14 +98,19 @@ export class Worker {
   }
 
   private async admitPending(): Promise<void> {
-    const pending = (await this.ctx.store.listVms({ states: ['pending'] })).sort((a, b) => a.id - b.id);
-    if (pending.length === 0) return;
-    const active: Record<string, number> = {};
-    for (const vm of await this.ctx.store.listVms({ states: [...PROVIDER_STATES] })) {
-      active[vm.pool] = (active[vm.pool] ?? 0) + 1;
-    }
+    // Cheap on every tick, however long the queue: counts, then only the heads that could start.
+    const active = await this.ctx.store.activeByPool(PROVIDER_STATES);
+    const total = Object.values(active).reduce((a, b) => a + b, 0);
+    if (total >= this.ctx.maxVms) return;
     const perPool = Object.fromEntries(this.ctx.pools.map((p) => [p.name, p.max_vms]));
-    for (const name of admit(pending, active, { total: this.ctx.maxVms, perPool })) {
+    const free = Object.fromEntries(
+      this.ctx.pools.map((p) => [
+        p.name,
+        Math.min(p.max_vms - (active[p.name] ?? 0), this.ctx.maxVms - total),
+      ]),
+    );
+    const heads = await this.ctx.store.pendingHeads(free);
+    for (const name of admit(heads, active, { total: this.ctx.maxVms, perPool })) {
       await applyEvent(this.ctx, name, { type: 'admitted' });
     }
   }

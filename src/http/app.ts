@@ -29,7 +29,7 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  app.use(express.raw({ type: () => true, limit: deps.bodyLimit }));
+  // Timed from the request's arrival, body reading included: this is the ack latency.
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
@@ -46,6 +46,7 @@ export function createApp(deps: AppDeps): express.Express {
     });
     next();
   });
+  app.use(express.raw({ type: () => true, limit: deps.bodyLimit }));
 
   app.get('/healthz', async (_req, res) => {
     try {

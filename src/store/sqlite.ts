@@ -56,6 +56,8 @@ export class InvalidTransitionError extends Error {
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
+  /** Prepared statements by SQL text: preparing costs more than running most of them. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(readonly file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
@@ -65,6 +67,15 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
     this.migrate();
+  }
+
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
   }
 
   /** Applies pending migrations; returns the versions applied. */
@@ -94,7 +105,7 @@ export class SqliteStore implements Store {
   }
 
   schemaVersion(): number {
-    const r = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as {
+    const r = this.sql('SELECT MAX(version) AS v FROM schema_migrations').get() as {
       v: number | null;
     };
     return r.v ?? 0;
@@ -105,100 +116,116 @@ export class SqliteStore implements Store {
   }
 
   async ping(): Promise<void> {
-    this.db.prepare('SELECT 1').get();
+    this.sql('SELECT 1').get();
   }
 
   async recordDelivery(source: string, id: string, now: number): Promise<boolean> {
-    const r = this.db
-      .prepare('INSERT INTO deliveries (source, id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
-      .run(source, id, now);
+    const r = this.sql(
+      'INSERT INTO deliveries (source, id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    ).run(source, id, now);
     return r.changes === 1;
   }
 
   async insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }> {
     return this.db
       .transaction(() => {
-        const live = this.db
-          .prepare("SELECT * FROM vms WHERE identity = ? AND state NOT IN ('destroyed', 'failed')")
-          .get(vm.identity) as Row | undefined;
+        const live = this.sql(
+          "SELECT * FROM vms WHERE identity = ? AND state NOT IN ('destroyed', 'failed')",
+        ).get(vm.identity) as Row | undefined;
         if (live) return { vm: toVm(live), created: false };
-        const info = this.db
-          .prepare(
-            `INSERT INTO vms (name, identity, pool, source, repository, run_id, run_attempt, label, runner_labels,
+        const info = this.sql(
+          `INSERT INTO vms (name, identity, pool, source, repository, run_id, run_attempt, label, runner_labels,
                state, credential, deadline_at, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
-          )
-          .run(
-            vm.name,
-            vm.identity,
-            vm.pool,
-            vm.source,
-            vm.repository,
-            vm.runId,
-            vm.runAttempt,
-            vm.label,
-            JSON.stringify(vm.runnerLabels),
-            vm.credential,
-            now + vm.queueTimeout * 1000,
-            now,
-            now,
-          );
-        this.db
-          .prepare(
-            "INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, 'requested', 'pending', 'pending', ?)",
-          )
-          .run(info.lastInsertRowid, now, `requested via ${vm.source}`);
-        const row = this.db.prepare('SELECT * FROM vms WHERE id = ?').get(info.lastInsertRowid) as Row;
+        ).run(
+          vm.name,
+          vm.identity,
+          vm.pool,
+          vm.source,
+          vm.repository,
+          vm.runId,
+          vm.runAttempt,
+          vm.label,
+          JSON.stringify(vm.runnerLabels),
+          vm.credential,
+          now + vm.queueTimeout * 1000,
+          now,
+          now,
+        );
+        this.sql(
+          "INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, 'requested', 'pending', 'pending', ?)",
+        ).run(info.lastInsertRowid, now, `requested via ${vm.source}`);
+        const row = this.sql('SELECT * FROM vms WHERE id = ?').get(info.lastInsertRowid) as Row;
         return { vm: toVm(row), created: true };
       })
       .immediate();
   }
 
   async findByIdentity(identity: string): Promise<VmRecord | null> {
-    const r = this.db
-      .prepare('SELECT * FROM vms WHERE identity = ? ORDER BY id DESC LIMIT 1')
-      .get(identity) as Row | undefined;
+    const r = this.sql('SELECT * FROM vms WHERE identity = ? ORDER BY id DESC LIMIT 1').get(identity) as
+      Row | undefined;
     return r ? toVm(r) : null;
   }
 
   async countByIdentity(identity: string): Promise<number> {
-    return (
-      this.db.prepare('SELECT COUNT(*) AS n FROM vms WHERE identity = ?').get(identity) as { n: number }
-    ).n;
+    return (this.sql('SELECT COUNT(*) AS n FROM vms WHERE identity = ?').get(identity) as { n: number }).n;
   }
 
   async getVm(name: string): Promise<VmRecord | null> {
-    const r = this.db.prepare('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
+    const r = this.sql('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
     return r ? toVm(r) : null;
   }
 
   async listVms(filter: VmFilter = {}): Promise<VmRecord[]> {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.states?.length) {
-      where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
-      args.push(...filter.states);
+    // Deduplicated: the SQL text depends only on how many states, so the statement cache stays small.
+    const states = [...new Set(filter.states ?? [])];
+    if (states.length) {
+      where.push(`state IN (${states.map(() => '?').join(', ')})`);
+      args.push(...states);
     }
     if (filter.repository) {
       where.push('repository = ?');
       args.push(filter.repository);
     }
     const sql = `SELECT * FROM vms ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, filter.limit ?? 1000) as Row[]).map(toVm);
+    return (this.sql(sql).all(...args, filter.limit ?? 1000) as Row[]).map(toVm);
+  }
+
+  async getVmById(id: number): Promise<VmRecord | null> {
+    const r = this.sql('SELECT * FROM vms WHERE id = ?').get(id) as Row | undefined;
+    return r ? toVm(r) : null;
+  }
+
+  async activeByPool(states: readonly VmState[]): Promise<Record<string, number>> {
+    const rows = this.sql(
+      `SELECT pool, COUNT(*) AS n FROM vms WHERE state IN (${states.map(() => '?').join(', ')}) GROUP BY pool`,
+    ).all(...states) as { pool: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.pool, r.n]));
+  }
+
+  async pendingHeads(perPool: Record<string, number>): Promise<{ id: number; name: string; pool: string }[]> {
+    const out: { id: number; name: string; pool: string }[] = [];
+    const st = this.sql(
+      "SELECT id, name, pool FROM vms WHERE state = 'pending' AND pool = ? ORDER BY id LIMIT ?",
+    );
+    for (const [pool, n] of Object.entries(perPool)) {
+      if (n > 0) out.push(...(st.all(pool, n) as { id: number; name: string; pool: string }[]));
+    }
+    return out.sort((a, b) => a.id - b.id);
   }
 
   async listEvents(vmId: number): Promise<VmEventRecord[]> {
-    return (this.db.prepare('SELECT * FROM vm_events WHERE vm_id = ? ORDER BY id').all(vmId) as Row[]).map(
-      (r) => ({
-        id: r.id as number,
-        vmId: r.vm_id as number,
-        at: r.at as number,
-        event: r.event as string,
-        fromState: r.from_state as VmState,
-        toState: r.to_state as VmState,
-        note: r.note as string,
-      }),
-    );
+    return (this.sql('SELECT * FROM vm_events WHERE vm_id = ? ORDER BY id').all(vmId) as Row[]).map((r) => ({
+      id: r.id as number,
+      vmId: r.vm_id as number,
+      at: r.at as number,
+      event: r.event as string,
+      fromState: r.from_state as VmState,
+      toState: r.to_state as VmState,
+      note: r.note as string,
+    }));
   }
 
   async transition(
@@ -209,7 +236,7 @@ export class SqliteStore implements Store {
   ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }> {
     return this.db
       .transaction(() => {
-        const row = this.db.prepare('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
+        const row = this.sql('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
         if (!row) return { vm: null, applied: false, leaseLost: false };
         const vm = toVm(row);
         if (lease && (vm.leaseOwner !== lease.owner || vm.leaseExpiresAt !== lease.expiresAt)) {
@@ -218,10 +245,9 @@ export class SqliteStore implements Store {
         const releaseSql = lease ? ', lease_owner = NULL, lease_expires_at = NULL' : '';
         const t = decide(vm);
         if (!t) {
-          if (lease)
-            this.db.prepare(`UPDATE vms SET updated_at = ?${releaseSql} WHERE id = ?`).run(now, vm.id);
+          if (lease) this.sql(`UPDATE vms SET updated_at = ?${releaseSql} WHERE id = ?`).run(now, vm.id);
           return {
-            vm: toVm(this.db.prepare('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row),
+            vm: toVm(this.sql('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row),
             applied: false,
             leaseLost: false,
           };
@@ -234,105 +260,92 @@ export class SqliteStore implements Store {
         }
         const deadlineAt =
           d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000;
-        this.db
-          .prepare(
-            `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
+        this.sql(
+          `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
                action = ?, not_before = ?, deadline_at = ?, updated_at = ?${releaseSql}
              WHERE id = ?`,
-          )
-          .run(
-            d.state,
-            d.destroyRequested ? 1 : 0,
-            d.failure,
-            d.attempts,
-            d.destroyAttempts,
-            d.action,
-            now + d.delayMs,
-            deadlineAt,
-            now,
-            vm.id,
-          );
-        this.db
-          .prepare(
-            'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
-          )
-          .run(vm.id, now, t.event.type, vm.state, d.state, d.note);
-        const after = toVm(this.db.prepare('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row);
+        ).run(
+          d.state,
+          d.destroyRequested ? 1 : 0,
+          d.failure,
+          d.attempts,
+          d.destroyAttempts,
+          d.action,
+          now + d.delayMs,
+          deadlineAt,
+          now,
+          vm.id,
+        );
+        this.sql(
+          'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
+        ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
+        const after = toVm(this.sql('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row);
         return { vm: after, applied: true, leaseLost: false };
       })
       .immediate();
   }
 
   async setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void> {
-    this.db
-      .prepare('UPDATE vms SET provider_data = json_patch(provider_data, ?), updated_at = ? WHERE name = ?')
-      .run(JSON.stringify(data), now, name);
+    this.sql(
+      'UPDATE vms SET provider_data = json_patch(provider_data, ?), updated_at = ? WHERE name = ?',
+    ).run(JSON.stringify(data), now, name);
   }
 
   async setGuestSeq(name: string, seq: number, now: number): Promise<void> {
-    this.db
-      .prepare('UPDATE vms SET guest_seq = ?, updated_at = ? WHERE name = ? AND guest_seq < ?')
-      .run(seq, now, name, seq);
+    this.sql('UPDATE vms SET guest_seq = ?, updated_at = ? WHERE name = ? AND guest_seq < ?').run(
+      seq,
+      now,
+      name,
+      seq,
+    );
   }
 
   async claim(owner: string, now: number, leaseMs: number, limit: number): Promise<VmRecord[]> {
-    const rows = this.db
-      .prepare(
-        `UPDATE vms SET lease_owner = ?, lease_expires_at = ?
+    const rows = this.sql(
+      `UPDATE vms SET lease_owner = ?, lease_expires_at = ?
          WHERE id IN (
            SELECT id FROM vms
            WHERE action IS NOT NULL AND not_before <= ? AND (lease_owner IS NULL OR lease_expires_at <= ?)
            ORDER BY not_before, id LIMIT ?)
          RETURNING *`,
-      )
-      .all(owner, now + leaseMs, now, now, limit) as Row[];
+    ).all(owner, now + leaseMs, now, now, limit) as Row[];
     return rows.map(toVm).sort((a, b) => a.id - b.id);
   }
 
   async renew(name: string, lease: Lease, leaseMs: number, now: number): Promise<Lease | null> {
     const expiresAt = now + leaseMs;
-    const r = this.db
-      .prepare(
-        'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
-      )
-      .run(expiresAt, name, lease.owner, lease.expiresAt);
+    const r = this.sql(
+      'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
+    ).run(expiresAt, name, lease.owner, lease.expiresAt);
     return r.changes === 1 ? { owner: lease.owner, expiresAt } : null;
   }
 
   async releaseLease(name: string, owner: string): Promise<boolean> {
-    const r = this.db
-      .prepare(
-        'UPDATE vms SET lease_owner = NULL, lease_expires_at = NULL WHERE name = ? AND lease_owner = ?',
-      )
-      .run(name, owner);
+    const r = this.sql(
+      'UPDATE vms SET lease_owner = NULL, lease_expires_at = NULL WHERE name = ? AND lease_owner = ?',
+    ).run(name, owner);
     return r.changes === 1;
   }
 
   async due(now: number): Promise<VmRecord[]> {
     return (
-      this.db
-        .prepare(
-          "SELECT * FROM vms WHERE deadline_at IS NOT NULL AND deadline_at <= ? AND state NOT IN ('destroyed', 'failed') ORDER BY deadline_at",
-        )
-        .all(now) as Row[]
+      this.sql(
+        "SELECT * FROM vms WHERE deadline_at IS NOT NULL AND deadline_at <= ? AND state NOT IN ('destroyed', 'failed') ORDER BY deadline_at",
+      ).all(now) as Row[]
     ).map(toVm);
   }
 
   async recordRegistration(reg: Omit<RunnerRegistration, 'removedAt'>): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO runner_registrations (vm_id, repository, runner_id, runner_name, created_at)
+    this.sql(
+      `INSERT INTO runner_registrations (vm_id, repository, runner_id, runner_name, created_at)
          VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-      )
-      .run(reg.vmId, reg.repository, reg.runnerId, reg.runnerName, reg.createdAt);
+    ).run(reg.vmId, reg.repository, reg.runnerId, reg.runnerName, reg.createdAt);
   }
 
   async markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void> {
-    this.db
-      .prepare(
-        'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
-      )
-      .run(now, vmId, runnerId);
+    this.sql(
+      'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
+    ).run(now, vmId, runnerId);
   }
 
   async listRegistrations(filter: { vmId?: number; live?: boolean }): Promise<RunnerRegistration[]> {
@@ -343,11 +356,9 @@ export class SqliteStore implements Store {
       args.push(filter.vmId);
     }
     if (filter.live) where.push('removed_at IS NULL');
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM runner_registrations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at`,
-      )
-      .all(...args) as Row[];
+    const rows = this.sql(
+      `SELECT * FROM runner_registrations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at`,
+    ).all(...args) as Row[];
     return rows.map((r) => ({
       vmId: r.vm_id as number,
       repository: r.repository as string,

@@ -117,6 +117,11 @@ export interface Store {
   countByIdentity(identity: string): Promise<number>;
   getVm(name: string): Promise<VmRecord | null>;
   listVms(filter?: VmFilter): Promise<VmRecord[]>;
+  getVmById(id: number): Promise<VmRecord | null>;
+  /** How many VMs are in one of `states`, per pool (capacity accounting, cheap). */
+  activeByPool(states: readonly VmState[]): Promise<Record<string, number>>;
+  /** The oldest pending VMs of each pool, at most `perPool[pool]` each, oldest first overall. */
+  pendingHeads(perPool: Record<string, number>): Promise<{ id: number; name: string; pool: string }[]>;
   listEvents(vmId: number): Promise<VmEventRecord[]>;
 
   /**

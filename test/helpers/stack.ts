@@ -49,6 +49,7 @@ export interface StackOptions {
   legacy?: { secret: string; openssl_password: string; wait_for_ready?: boolean; wait_timeout?: number };
   maxVms?: number;
   workers?: { concurrency?: number; poll_ms?: number; lease_seconds?: number };
+  logLevel?: string;
   /** Extra top-level TOML sections merged into the generated file. */
   extra?: Record<string, unknown>;
 }
@@ -112,7 +113,7 @@ export class StackFiles {
       reconcile: { interval_seconds: 2 },
       limits: { max_vms: opts.maxVms ?? 8 },
       qemu: { accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR },
-      log: { level: 'debug' },
+      log: { level: opts.logLevel ?? 'debug' },
       ...(opts.legacy ? { legacy: { enabled: true, ...opts.legacy } } : {}),
       ...opts.extra,
       pools,
@@ -307,7 +308,11 @@ export class ServiceProcess {
   url = '';
   readonly client: Client;
 
-  constructor(readonly files: StackFiles) {
+  constructor(
+    readonly files: StackFiles,
+    /** Extra node options, e.g. `--cpu-prof` to profile the service. */
+    private readonly nodeArgs: string[] = [],
+  ) {
     this.client = new Client(files, () => this.url);
   }
 
@@ -315,7 +320,7 @@ export class ServiceProcess {
     const log = createWriteStream(this.files.logFile, { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [path.join(REPO_ROOT, 'bin/hatchery.js'), '--config', this.files.configFile, 'serve'],
+      [...this.nodeArgs, path.join(REPO_ROOT, 'bin/hatchery.js'), '--config', this.files.configFile, 'serve'],
       {
         cwd: this.files.dir,
         env: { ...process.env, HATCHERY_CONFIG: '' },

@@ -123,6 +123,20 @@ export function qemuArgs(
   return args;
 }
 
+/** The guest config a QEMU VM receives: how to reach the host on this provider, then the spec's. */
+export function qemuGuestConfig(
+  spec: Pick<VmSpec, 'name' | 'guestConfig'>,
+  image: BootImage,
+): Record<string, string> {
+  return {
+    HATCHERY_VM: spec.name,
+    HATCHERY_CHANNEL: `virtio:${CHANNEL_PORT}`,
+    HATCHERY_NET: 'static:10.0.2.15/24,10.0.2.2',
+    ...(image.disk ? { HATCHERY_WORK_DISK: '/dev/vda' } : {}),
+    ...spec.guestConfig,
+  };
+}
+
 /** Renders guest config lines (docs/guest-protocol.md), refusing values that could break the format. */
 export function renderGuestConfig(values: Record<string, string>): string {
   return Object.entries(values)

@@ -14,7 +14,7 @@ import {
   vmFiles,
   type BootImage,
   type NetworkSpec,
-  CHANNEL_PORT,
+  qemuGuestConfig,
 } from './command-line.ts';
 import { probeKvm, type KvmProbe } from './kvm.ts';
 import { connectQmp } from './qmp.ts';
@@ -117,13 +117,7 @@ export class QemuProvider implements Provider {
     }
     const accel = await this.accelerator(image.kernel);
     const net = this.opts.network?.(spec.pool) ?? { mode: 'restricted', forwards: [] };
-    const guestConfig = {
-      HATCHERY_VM: spec.name,
-      HATCHERY_CHANNEL: `virtio:${CHANNEL_PORT}`,
-      HATCHERY_NET: 'static:10.0.2.15/24,10.0.2.2',
-      ...(image.disk ? { HATCHERY_WORK_DISK: '/dev/vda' } : {}),
-      ...spec.guestConfig,
-    };
+    const guestConfig = qemuGuestConfig(spec, image);
     const meta: Meta = {
       name: spec.name,
       instanceId: this.opts.instanceId,

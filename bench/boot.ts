@@ -1,0 +1,176 @@
+// Time to a ready runner: a signed create webhook → the runner online (Hatchery's long-poll
+// answers 200), against a raw QEMU boot of the same guest to the same point (QEMU started by
+// hand with the same command line, config and runner → the guest reports `registered`).
+// Rounds alternate the order of the two so that the machine's drift hits both alike.
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createRunnersApi } from '../src/github/runners.ts';
+import { GuestChannel } from '../src/guest/channel.ts';
+import { imageResolver } from '../src/images/resolve.ts';
+import { qemuArgs, qemuGuestConfig, renderGuestConfig, vmFiles } from '../src/providers/qemu/command-line.ts';
+import type { VmSpec } from '../src/providers/provider.ts';
+import { BOOTSTRAP_PATH } from '../src/service.ts';
+import { IMAGES_DIR } from '../test/helpers/images.ts';
+import { GUEST_GITHUB, Stack } from '../test/helpers/stack.ts';
+import { fmtMs, fmtRatio, median, progress } from './stats.ts';
+
+const REPO = 'bench/boot';
+
+export interface BootResult {
+  rounds: number;
+  rawMs: number[];
+  hatcheryMs: number[];
+  /** Median time spent in each step of Hatchery's path (from the VMs' audit trails). */
+  steps: Record<string, number>;
+}
+
+async function rawBoot(stack: Stack, round: number): Promise<number> {
+  const image = await imageResolver(IMAGES_DIR)('tiny');
+  const name = `hatchery-raw-${round}`;
+  const config = stack.service.config;
+  const runners = createRunnersApi({ apiUrl: stack.fake.url, token: config.github.token! });
+  const jit = await runners.generateJitConfig(REPO, { name, labels: [name], runnerGroupId: 1 });
+  const bootstrap = readFileSync(BOOTSTRAP_PATH, 'utf8');
+  const spec: VmSpec = {
+    name,
+    pool: 'linux',
+    image: 'tiny',
+    cpus: 1,
+    memoryMiB: config.pools[0]!.memory,
+    bootstrap,
+    guestConfig: {
+      HATCHERY_RUNNER_URL: config.runner.url!,
+      HATCHERY_RUNNER_SHA256: config.runner.sha256!,
+      HATCHERY_JITCONFIG: jit.encodedJitConfig,
+    },
+    tags: {},
+  };
+  const files = vmFiles(`${stack.files.dir}/raw`, name);
+  mkdirSync(files.dir, { recursive: true });
+  writeFileSync(files.config, renderGuestConfig(qemuGuestConfig(spec, image)));
+  writeFileSync(files.bootstrap, bootstrap);
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image.disk!, '-F', 'qcow2', files.overlay]);
+  const args = qemuArgs(
+    spec,
+    image,
+    files,
+    { mode: 'restricted', forwards: [{ guest: GUEST_GITHUB, host: config.pools[0]!.forwards[0]!.host }] },
+    {
+      accel: 'tcg',
+      forwardCommand: ['busybox', 'nc'],
+    },
+  );
+  // Run QEMU in the foreground: no daemonizing, no pid file, nothing of Hatchery's around it.
+  const i = args.indexOf('-pidfile');
+  args.splice(i, 2);
+  args.splice(args.indexOf('-daemonize'), 1);
+
+  const started = performance.now();
+  const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
+  const exited = new Promise((r) => qemu.once('exit', r));
+  const channel = new GuestChannel(files.channel);
+  for (;;) {
+    try {
+      await channel.connect();
+      break;
+    } catch {
+      await sleep(5);
+    }
+  }
+  const registered = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('raw boot: no `registered` within 300 s')), 300_000);
+    channel.on('message', (m) => {
+      if (m.name !== 'registered') return;
+      clearTimeout(timer);
+      resolve(performance.now());
+    });
+  });
+  channel.close();
+  qemu.kill('SIGKILL');
+  await exited;
+  rmSync(files.dir, { recursive: true, force: true });
+  await runners.deleteRunner(REPO, jit.runnerId);
+  return registered - started;
+}
+
+async function hatcheryBoot(stack: Stack, round: number): Promise<{ ms: number; name: string }> {
+  const body = {
+    action: 'create',
+    repository: REPO,
+    run_id: 1000 + round,
+    run_attempt: 1,
+    labels: ['linux'],
+  };
+  const started = performance.now();
+  const created = await stack.client.control(body);
+  if (created.status !== 202) throw new Error(`create: ${created.status} ${JSON.stringify(created.json)}`);
+  const name = created.json.vms[0]!.name;
+  const ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=300`);
+  const ms = performance.now() - started;
+  if (ready.status !== 200) throw new Error(`not ready: ${ready.status} ${JSON.stringify(ready.json)}`);
+  await stack.client.control({ ...body, action: 'destroy' });
+  await stack.waitState(name, ['destroyed'], 60_000);
+  return { ms, name };
+}
+
+export async function benchBoot(rounds: number): Promise<BootResult> {
+  const stack = await Stack.start({ workers: { poll_ms: 250 } });
+  const rawMs: number[] = [];
+  const hatcheryMs: number[] = [];
+  const names: string[] = [];
+  try {
+    // One unmeasured run of each warms the page cache (kernel, initrd) and the service.
+    progress('boot: warm-up');
+    await rawBoot(stack, 0);
+    await hatcheryBoot(stack, 0);
+    for (let r = 1; r <= rounds; r++) {
+      const order = r % 2 ? ['raw', 'hatchery'] : ['hatchery', 'raw'];
+      for (const which of order) {
+        if (which === 'raw') rawMs.push(await rawBoot(stack, r));
+        else {
+          const h = await hatcheryBoot(stack, r);
+          hatcheryMs.push(h.ms);
+          names.push(h.name);
+        }
+      }
+      progress(
+        `boot: round ${r}/${rounds}: raw ${fmtMs(rawMs.at(-1)!)}, hatchery ${fmtMs(hatcheryMs.at(-1)!)}`,
+      );
+    }
+    const steps: Record<string, number[]> = {};
+    for (const name of names) {
+      const vm = (await stack.service.store.getVm(name))!;
+      const ev = await stack.service.store.listEvents(vm.id);
+      const at = (e: string) => ev.find((x) => x.event === e)?.at ?? Number.NaN;
+      const add = (k: string, v: number) => (steps[k] ??= []).push(v);
+      add('request → admitted', at('admitted') - at('requested'));
+      add('admitted → VM created (JIT config, overlay, QEMU start)', at('created') - at('admitted'));
+      add('created → guest booted', at('guest_booted') - at('created'));
+      add('guest booted → runner registered', at('runner_registered') - at('guest_booted'));
+    }
+    return {
+      rounds,
+      rawMs,
+      hatcheryMs,
+      steps: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, median(v)])),
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+export function reportBoot(r: BootResult): string {
+  const raw = median(r.rawMs);
+  const hatchery = median(r.hatcheryMs);
+  const pairs = r.rawMs.map((v, i) => r.hatcheryMs[i]! / v);
+  return [
+    `time to a ready runner (${r.rounds} rounds, medians)`,
+    `  raw QEMU boot → registered   ${fmtMs(raw)}   (all: ${r.rawMs.map(fmtMs).join(', ')})`,
+    `  create webhook → online      ${fmtMs(hatchery)}   (all: ${r.hatcheryMs.map(fmtMs).join(', ')})`,
+    `  ratio hatchery / raw         ${fmtRatio(hatchery / raw)}   (median of per-round ratios ${fmtRatio(median(pairs))}; goal ≤ 1.15×)`,
+    `  where Hatchery's time goes (medians, from the audit trail):`,
+    ...Object.entries(r.steps).map(([k, v]) => `    ${k.padEnd(58)} ${fmtMs(v)}`),
+  ].join('\n');
+}
