@@ -4,7 +4,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer"
+# curl, jq: the workflow test runs workflows/three-job.yml as GitHub-hosted runners would.
+# shellcheck: the bootstrap and packer scripts are linted in the tests.
+PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
