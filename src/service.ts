@@ -121,7 +121,12 @@ export class HatcheryService {
       leaseMs: config.workers.lease_seconds * 1000,
       pollMs: config.workers.poll_ms,
     });
-    const reconciler = new Reconciler(ctx, links, config.reconcile.interval_seconds * 1000);
+    const reconciler = new Reconciler(
+      ctx,
+      links,
+      config.reconcile.interval_seconds * 1000,
+      config.reconcile.ghost_sweep_every,
+    );
     const service = new HatcheryService(config, ctx, store, qemu, intake, links, worker, reconciler, log);
 
     // Images used by pools are built (or found in the cache) before the first request needs them.

@@ -116,7 +116,17 @@ export const configSchema = z
       .strict()
       .prefault({}),
     reconcile: z
-      .object({ interval_seconds: seconds(15) })
+      .object({
+        interval_seconds: seconds(15),
+        ghost_sweep_every: z
+          .number()
+          .int()
+          .min(1)
+          .default(20)
+          .describe(
+            'look for ghost runner registrations on GitHub every Nth pass (one list call per repository)',
+          ),
+      })
       .strict()
       .prefault({}),
     limits: z

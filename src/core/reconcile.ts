@@ -17,18 +17,26 @@ export interface SweepReport {
   vanished: string[];
   zombiesDestroyed: string[];
   registrationsRemoved: number;
+  /** Runner registrations of ended VMs found on GitHub (not in our records) and removed. */
+  ghostsRemoved: number;
   errors: string[];
 }
+
+/** …for the repositories whose VMs changed within this window. */
+const GHOST_WINDOW_MS = 24 * 3600 * 1000;
 
 export class Reconciler {
   private readonly suspects = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<SweepReport> | null = null;
+  private passes = 0;
 
   constructor(
     private readonly ctx: CoreContext,
     private readonly links: GuestLinks,
     private readonly intervalMs: number,
+    /** The ghost sweep costs a list call per repository: run it on every Nth pass only. */
+    private readonly ghostSweepEvery = 20,
   ) {}
 
   start(): void {
@@ -61,6 +69,7 @@ export class Reconciler {
       vanished: [],
       zombiesDestroyed: [],
       registrationsRemoved: 0,
+      ghostsRemoved: 0,
       errors: [],
     };
     const live = await this.ctx.store.listVms({ states: [...RUNNING_STATES] });
@@ -71,6 +80,8 @@ export class Reconciler {
       if (this.links.has(vm.name)) report.adopted++;
     }
     await this.sweepRegistrations(report);
+    // The first pass after a start (crash recovery) always looks for ghosts.
+    if (this.passes++ % this.ghostSweepEvery === 0) await this.sweepGhosts(report);
     if (report.errors.length) this.ctx.log.warn({ errors: report.errors }, 'reconcile: some sweeps failed');
     return report;
   }
@@ -129,29 +140,32 @@ export class Reconciler {
   }
 
   /**
-   * Runners on GitHub named like ours with no live VM behind them (e.g. minted by a process that
-   * crashed before recording it). Costs one list call per repository: run it rarely.
+   * Runners on GitHub that belong to VMs of ours that have ended, but that our records do not
+   * know (minted by a process that crashed before recording the registration). Only runners
+   * named after a VM in our store are touched: another installation's runners, even in the same
+   * repository, are never ours to remove. Busy runners are left alone (GitHub refuses anyway).
    */
-  async sweepGhosts(repositories: string[]): Promise<number> {
-    let removed = 0;
-    for (const repository of repositories) {
-      const recent = (await this.ctx.store.listVms({ repository, limit: 1 }))[0];
-      if (!recent) continue;
+  private async sweepGhosts(report: SweepReport): Promise<void> {
+    const since = this.ctx.clock() - GHOST_WINDOW_MS;
+    const recent = (await this.ctx.store.listVms({ limit: 1000 })).filter((v) => v.updatedAt >= since);
+    const byRepository = new Map<string, VmRecord>();
+    for (const vm of recent) if (!byRepository.has(vm.repository)) byRepository.set(vm.repository, vm);
+    for (const [repository, sample] of byRepository) {
       try {
-        const runners = this.ctx.runnersFor(recent);
+        const runners = this.ctx.runnersFor(sample);
         for (const r of await runners.listRunners(repository)) {
           if (!r.name.startsWith(VM_PREFIX) || r.busy) continue;
           const vm = await this.ctx.store.getVm(r.name);
-          if (vm && !isTerminal(vm.state)) continue;
+          if (!vm || vm.repository !== repository || !isTerminal(vm.state)) continue;
           await runners.deleteRunner(repository, r.id);
-          removed++;
+          await this.ctx.store.markRegistrationRemoved(vm.id, r.id, this.ctx.clock());
+          report.ghostsRemoved++;
           this.ctx.log.warn({ runner: r.name, repository }, 'ghost runner registration removed');
         }
       } catch (e) {
-        this.ctx.log.warn({ repository, err: (e as Error).message }, 'ghost sweep failed');
+        report.errors.push(`ghost sweep of ${repository}: ${(e as Error).message}`);
       }
     }
-    return removed;
   }
 }
 
