@@ -62,6 +62,7 @@ export class HatcheryService {
       instanceId: config.instance_id,
       binary: config.qemu.binary,
       accel: config.qemu.accel,
+      keepConsoleLogs: config.qemu.keep_console_logs,
       resolveImage,
       onProbe: (probe) =>
         log.info({ kvm: probe.usable, reason: probe.reason, ms: probe.ms }, 'KVM probe (qemu.accel = auto)'),

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
 import { sign } from '../crypto/hmac.ts';
 import { createLogger } from '../log.ts';
+import { buildTinyImage } from '../images/tiny.ts';
 import { HatcheryService } from '../service.ts';
 
 const t0 = Date.now();
@@ -60,7 +61,10 @@ async function runDemo(dir: string, keep: boolean): Promise<boolean> {
   // The guest reaches the stand-in (and the runner download) at 10.0.2.100:80 only.
   config.pools[0]!.forwards = [{ guest: '10.0.2.100:80', host: `127.0.0.1:${fakePort}` }];
 
-  say('starting Hatchery (builds the tiny guest from Debian packages on first run, then cached)');
+  say('the tiny guest (built from Debian packages on the first run, then cached by content hash):');
+  const image = await buildTinyImage({ imagesDir: images, onProgress: (msg) => say(`  ${msg}`) });
+  say(`  ${image.dir}`);
+  say('starting Hatchery');
   const service = await HatcheryService.start({ config, log: createLogger({ level: config.log.level }) });
   let ok = false;
   try {

@@ -8,11 +8,10 @@ import { isTerminal, STATES, type VmState } from '../core/lifecycle.ts';
 import { isVmName } from '../core/naming.ts';
 import { Notifier } from '../core/notifier.ts';
 import { silentLogger } from '../log.ts';
-import { vmFiles } from '../providers/qemu/command-line.ts';
+import { readConsole } from '../providers/qemu/provider.ts';
 import { SqliteStore } from '../store/sqlite.ts';
 import type { VmRecord } from '../store/store.ts';
 import { configFrom } from './common.ts';
-import { readFile } from 'node:fs/promises';
 
 async function withStore<T>(config: Config, f: (store: SqliteStore) => Promise<T>): Promise<T> {
   const store = new SqliteStore(config.store.path);
@@ -124,11 +123,9 @@ export function registerVmCommands(program: Command): void {
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
       const { config } = configFrom(cmd);
-      const file = vmFiles(config.qemu.state_dir, checkName(name)).console;
-      try {
-        process.stdout.write(await readFile(file, 'utf8'));
-      } catch {
-        throw new Error(`no console log for ${name} (the VM's files are removed when it is destroyed)`);
-      }
+      const text = await readConsole(config.qemu.state_dir, checkName(name));
+      if (text === null)
+        throw new Error(`no console log for ${name} (none kept: see qemu.keep_console_logs)`);
+      process.stdout.write(text);
     });
 }

@@ -139,6 +139,12 @@ export const configSchema = z
         accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
         state_dir: z.string().default('var/qemu'),
         images_dir: z.string().default('var/images'),
+        keep_console_logs: z
+          .number()
+          .int()
+          .min(0)
+          .default(200)
+          .describe('console logs of destroyed VMs kept for `hatchery vm logs` (newest first)'),
       })
       .strict()
       .prefault({}),

@@ -85,6 +85,9 @@ describe('timeouts (real VMs)', () => {
       const l = stack.files.leftovers();
       return l.qemu.length + l.vmDirs.length + l.runners.length === 0 ? true : undefined;
     }, 'nothing left behind');
+    // Its console log outlives it, for the operator to see why (`hatchery vm logs`).
+    const console = await stack.service.provider.console(name);
+    assert.match(console, /hatchery: downloading the runner from http:\/\/10\.0\.2\.100\//);
     // Its registration (minted, never used) was removed with the VM.
     assert.deepEqual(await stack.service.store.listRegistrations({ live: true }), []);
     assert.deepEqual(stack.fake.violations, []);

@@ -3,7 +3,7 @@
 // (adopts) every VM it started: meta.json for identity and tags, qemu.pid + the QMP socket for
 // control. Processes are daemonized so that they outlive a crashed service.
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isVmName } from '../../core/naming.ts';
@@ -34,6 +34,8 @@ export interface QemuProviderOptions {
   network?: (pool: string) => NetworkSpec;
   /** argv prefix of the per-connection forwarder; host address and port are appended. */
   forwardCommand?: string[];
+  /** How many destroyed VMs' console logs to keep (default 200; 0: none). */
+  keepConsoleLogs?: number;
   /** Told the outcome of the KVM probe (`accel = auto`), for the log. */
   onProbe?: (probe: KvmProbe) => void;
 }
@@ -48,6 +50,25 @@ interface Meta {
 }
 
 const UNIX_PATH_MAX = 107;
+const CONSOLE_DIR = '.console';
+const CONSOLE_TAIL = 256 * 1024;
+
+/**
+ * A VM's console output (its last 256 KiB): the live VM's, else the log kept when it was
+ * destroyed; null if there is neither. `name` must be validated (isVmName) by the caller.
+ */
+export async function readConsole(stateDir: string, name: string): Promise<string | null> {
+  for (const file of [vmFiles(stateDir, name).console, path.join(stateDir, CONSOLE_DIR, `${name}.log`)]) {
+    try {
+      const s = await stat(file);
+      const text = await readFile(file, 'utf8');
+      return s.size > CONSOLE_TAIL ? text.slice(-CONSOLE_TAIL) : text;
+    } catch {
+      /* try the next place */
+    }
+  }
+  return null;
+}
 
 export class QemuProvider implements Provider {
   readonly kind = 'qemu';
@@ -187,7 +208,32 @@ export class QemuProvider implements Provider {
         }
       }
     }
+    await this.keepConsole(name);
     await rm(files.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Keeps the console log of a destroyed VM (the first thing to read when one failed) in
+   * `<state_dir>/.console/`, the newest `keepConsoleLogs` of them.
+   */
+  private async keepConsole(name: string): Promise<void> {
+    const keep = this.opts.keepConsoleLogs ?? 200;
+    if (keep <= 0) return;
+    const dir = path.join(this.opts.stateDir, CONSOLE_DIR);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await rename(vmFiles(this.opts.stateDir, name).console, path.join(dir, `${name}.log`));
+    } catch {
+      return; // no console log (the VM never started): nothing to keep
+    }
+    const logs = await Promise.all(
+      (await readdir(dir)).map(async (f) => ({
+        f,
+        at: (await stat(path.join(dir, f)).catch(() => null))?.mtimeMs ?? 0,
+      })),
+    );
+    logs.sort((a, b) => b.at - a.at);
+    for (const old of logs.slice(keep)) await rm(path.join(dir, old.f), { force: true });
   }
 
   async list(): Promise<VmInfo[]> {
@@ -203,14 +249,7 @@ export class QemuProvider implements Provider {
 
   async console(name: string): Promise<string> {
     this.checkName(name);
-    const file = vmFiles(this.opts.stateDir, name).console;
-    try {
-      const s = await stat(file);
-      const text = await readFile(file, 'utf8');
-      return s.size > 256 * 1024 ? text.slice(-256 * 1024) : text;
-    } catch {
-      return '';
-    }
+    return (await readConsole(this.opts.stateDir, name)) ?? '';
   }
 
   /** Our VM by name, or null if absent or another installation's. */
