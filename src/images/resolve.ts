@@ -10,6 +10,11 @@ import { buildTinyImage } from './tiny.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+// The tiny guest's kernel command line. Under TCG, boot-time initcalls dominate; measured with
+// initcall_debug: the crypto self-tests (~0.6 s) and IPv6 set-up (~0.15 s), neither of which a
+// throwaway IPv4-only test guest needs. Init was reached in 2.6–3.2 s instead of 3.5–4.0 s.
+export const TINY_APPEND = 'console=ttyS0 quiet panic=-1 cryptomgr.notests ipv6.disable=1';
+
 export function imageResolver(
   imagesDir: string,
   onProgress?: (msg: string) => void,
@@ -24,7 +29,7 @@ export function imageResolver(
           kernel: img.kernel,
           initrd: img.initrd,
           disk: img.disk,
-          append: 'console=ttyS0 quiet panic=-1',
+          append: TINY_APPEND,
         }),
         (e: unknown) => {
           tiny = null; // let a later call retry (e.g. after installing a missing package)
