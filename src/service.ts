@@ -85,6 +85,8 @@ export class HatcheryService {
       let api = apis.get(token);
       if (!api) {
         api = createRunnersApi({ apiUrl: config.github.api_url, token });
+        // Legacy requests may each bring their own PAT: keep only the most recent clients.
+        if (apis.size >= 32) apis.delete(apis.keys().next().value!);
         apis.set(token, api);
       }
       return api;
@@ -112,6 +114,10 @@ export class HatcheryService {
     };
     if (!ctx.runnerDownload)
       log.warn('runner.url / runner.sha256 not set: VMs cannot be provisioned until they are');
+    if (config.legacy.enabled && !config.legacy.secret)
+      log.warn(
+        'legacy.allow_unsigned: the legacy route accepts unsigned requests from anyone who can reach it',
+      );
     if (!config.github.token)
       log.warn('github.token not set: only legacy requests carrying a PAT can mint runners');
 

@@ -78,7 +78,15 @@ export const configSchema = z
     legacy: z
       .object({
         enabled: z.boolean().default(false),
-        secret: z.string().min(8).optional().describe('when set, X-Hub-Signature(-256) is required'),
+        secret: z
+          .string()
+          .min(8)
+          .optional()
+          .describe("the webhook action's webhook_secret: X-Hub-Signature(-256) is required"),
+        allow_unsigned: z
+          .boolean()
+          .default(false)
+          .describe('accept unsigned legacy requests (SpinW receiver behaviour); only with no secret'),
         openssl_password: z.string().min(1).optional(),
         wait_for_ready: z.boolean().default(true),
         wait_timeout: seconds(1200),
@@ -176,6 +184,15 @@ export const configSchema = z
         labels.set(l.toLowerCase(), p.name);
       }
     });
+    if (c.legacy.enabled && !c.legacy.secret && !c.legacy.allow_unsigned) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['legacy', 'secret'],
+        message:
+          'required when legacy.enabled = true (the webhook action signs with its webhook_secret); ' +
+          "legacy.allow_unsigned = true accepts unsigned requests instead, as SpinW's receiver did",
+      });
+    }
     if (c.legacy.enabled && !c.legacy.openssl_password) {
       ctx.addIssue({
         code: 'custom',

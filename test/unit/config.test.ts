@@ -86,11 +86,27 @@ describe('loadConfig', () => {
     );
   });
 
-  it('requires the openssl password when the legacy route is on', () => {
+  it('requires the openssl password and a signature secret when the legacy route is on', () => {
     assert.throws(
-      () => loadConfig({ cwd: dir, env: { HATCHERY_LEGACY_ENABLED: 'true' }, dotenv: false }),
+      () =>
+        loadConfig({
+          cwd: dir,
+          env: { HATCHERY_LEGACY_ENABLED: 'true', HATCHERY_LEGACY_SECRET: 'webhook-secret' },
+          dotenv: false,
+        }),
       /legacy.openssl_password: required when legacy.enabled = true/,
     );
+    const pw = { HATCHERY_LEGACY_ENABLED: 'true', HATCHERY_LEGACY_OPENSSL_PASSWORD: 'pw' };
+    assert.throws(
+      () => loadConfig({ cwd: dir, env: pw, dotenv: false }),
+      /legacy.secret: required when legacy.enabled = true/,
+    );
+    const unsigned = loadConfig({
+      cwd: dir,
+      env: { ...pw, HATCHERY_LEGACY_ALLOW_UNSIGNED: 'true' },
+      dotenv: false,
+    });
+    assert.equal(unsigned.config.legacy.allow_unsigned, true, 'an explicit opt-out is accepted');
   });
 
   it('masks every secret for display', () => {
