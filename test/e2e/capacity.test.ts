@@ -3,7 +3,7 @@
 // timeout fails with the reason and never starts a VM.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 
 const REPO = 'octo-org/busy';
 const create = (runId: number, labels = ['linux']) => ({
@@ -63,12 +63,7 @@ describe('capacity (real VMs)', () => {
     );
     await stack.client.control({ ...create(10, ['short']), action: 'destroy' });
     await stack.waitState(first, ['destroyed'], 60_000);
-    await eventually(() => {
-      const l = stack.files.leftovers();
-      return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0
-        ? true
-        : undefined;
-    }, 'nothing left behind');
+    await stack.files.nothingLeft();
     assert.deepEqual(stack.fake.violations, []);
   });
 });

@@ -3,7 +3,7 @@
 // resumes the interrupted step, and every lifecycle completes with nothing leaked.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, ServiceProcess, StackFiles } from '../helpers/stack.ts';
+import { ServiceProcess, StackFiles } from '../helpers/stack.ts';
 
 const REPO = 'octo-org/crashy';
 
@@ -86,16 +86,7 @@ describe('crash recovery (kill -9 of the service, real VMs)', () => {
         ['destroyed'],
       );
     }
-    await eventually(
-      () => {
-        const l = files.leftovers();
-        return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0
-          ? true
-          : undefined;
-      },
-      'nothing left behind',
-      30_000,
-    );
+    await files.nothingLeft();
 
     // Exactly one VM per name ever ran a job: B was not created twice over.
     const jobs = files.fake.jobs();

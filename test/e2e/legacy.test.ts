@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { eventually, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 
 const REPO = 'SpinW/spinw';
 const PAT = 'ghp_spinwLegacyToken000000000000000000';
@@ -96,12 +96,7 @@ describe('legacy route (SpinW workflows, real VMs)', () => {
     const [vm] = await stack.service.store.listVms();
     assert.ok(vm);
     await stack.waitState(vm.name, ['destroyed'], 60_000);
-    await eventually(() => {
-      const l = stack.files.leftovers();
-      return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0
-        ? true
-        : undefined;
-    }, 'nothing left behind');
+    await stack.files.nothingLeft();
 
     // The PAT was used by the service (the stand-in accepts no other token), never logged.
     assert.deepEqual(stack.fake.violations, []);

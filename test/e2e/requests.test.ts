@@ -3,7 +3,7 @@
 // absent or booting VMs succeed and leave nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 
 const REPO = 'octo-org/app';
 const create = (over: Record<string, unknown> = {}) => ({
@@ -172,12 +172,7 @@ describe('control and API requests', () => {
       assert.equal(late.json.vms[0]!.state, 'destroyed');
       assert.equal(late.json.vms[0]!.created, false);
 
-      await eventually(() => {
-        const l = stack.files.leftovers();
-        return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0
-          ? true
-          : undefined;
-      }, 'nothing left behind');
+      await stack.files.nothingLeft();
       // One JIT config per VM at most: a repeat never minted a second runner.
       const mints = stack.fake.requests.filter(
         (r) => r.method === 'POST' && r.path.endsWith('/generate-jitconfig'),

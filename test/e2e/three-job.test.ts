@@ -2,7 +2,7 @@
 // the GitHub stand-in dispatching each job to its VM's unique label.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 
 const REPO = 'octo-org/app';
 
@@ -82,11 +82,7 @@ describe('three-job workflow (control route, two labels, real VMs)', () => {
       ['destroyed', 'destroyed'],
     );
 
-    const left = await eventually(() => {
-      const l = stack.files.leftovers();
-      return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0 ? l : undefined;
-    }, 'nothing left behind');
-    assert.deepEqual(left, { qemu: [], vmDirs: [], forwarders: [], runners: [] });
+    await stack.files.nothingLeft();
     assert.deepEqual(await stack.service.store.listRegistrations({ live: true }), []);
 
     for (const vm of created.json.vms) {

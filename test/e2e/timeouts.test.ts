@@ -81,10 +81,7 @@ describe('timeouts (real VMs)', () => {
     assert.ok(timedOutAt - createdAt >= 12_000, `timed out ${timedOutAt - createdAt} ms after creation`);
     assert.ok(booting.deadlineAt! <= timedOutAt);
 
-    await eventually(() => {
-      const l = stack.files.leftovers();
-      return l.qemu.length + l.vmDirs.length + l.runners.length === 0 ? true : undefined;
-    }, 'nothing left behind');
+    await stack.files.nothingLeft();
     // Its console log outlives it, for the operator to see why (`hatchery vm logs`).
     const console = await stack.service.provider.console(name);
     assert.match(console, /hatchery: downloading the runner from http:\/\/10\.0\.2\.100\//);

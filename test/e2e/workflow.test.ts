@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { eventually, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 
 const run = promisify(execFile);
 const WORKFLOW = fileURLToPath(new URL('../../workflows/three-job.yml', import.meta.url));
@@ -106,12 +106,7 @@ describe('workflows/three-job.yml against a real service', () => {
     const destroyed = await runStep(wf.jobs.destroy_runners!.steps[0]!, github, secrets);
     assert.match(destroyed.stdout, new RegExp(`${label}: (destroying|destroyed|draining)`));
     await stack.waitState(label, ['destroyed'], 60_000);
-    await eventually(() => {
-      const l = stack.files.leftovers();
-      return l.qemu.length + l.vmDirs.length + l.forwarders.length + l.runners.length === 0
-        ? true
-        : undefined;
-    }, 'nothing left behind');
+    await stack.files.nothingLeft();
     assert.deepEqual(stack.fake.violations, []);
   });
 

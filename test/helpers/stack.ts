@@ -145,6 +145,16 @@ export class StackFiles {
     };
   }
 
+  /** Waits until nothing a VM could leave behind remains; fails naming what remains. */
+  async nothingLeft(timeoutMs = 30_000): Promise<void> {
+    const empty = (l: ReturnType<StackFiles['leftovers']>) => Object.values(l).every((v) => v.length === 0);
+    try {
+      await eventually(() => (empty(this.leftovers()) ? true : undefined), 'nothing left behind', timeoutMs);
+    } catch {
+      throw new Error(`left behind after ${timeoutMs} ms: ${JSON.stringify(this.leftovers())}`);
+    }
+  }
+
   /** Kills whatever a failed test left (never needed when it passes), then removes the files. */
   async cleanup(keepOnFailure = false): Promise<void> {
     const left = this.leftovers();
