@@ -8,6 +8,7 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isTerminal, STATES } from '../src/core/lifecycle.ts';
 import { createRunnersApi } from '../src/github/runners.ts';
 import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
 import { fmtMs, fmtRatio, percentile, progress } from './stats.ts';
@@ -62,15 +63,47 @@ async function burst(
   return { ms, statuses };
 }
 
-/** Handler times the service logged for `path` (ms), in log order. */
-function serverTimes(logFile: string, method: string, path: string): number[] {
-  const out: number[] = [];
-  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    if (!line.includes('"msg":"http"')) continue;
-    const l = JSON.parse(line) as { method: string; path: string; ms: number };
-    if (l.method === method && l.path === path) out.push(l.ms);
+interface HttpLine {
+  method: string;
+  path: string;
+  ms: number;
+  delivery?: string;
+}
+
+/** The service's `http` log lines, in log order. */
+function httpLines(logFile: string): HttpLine[] {
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('"msg":"http"'))
+    .map((line) => JSON.parse(line) as HttpLine);
+}
+
+/**
+ * The handler times the service logged for the measured requests: the creates (by their
+ * `bench-` delivery ids) and the /healthz bursts after the warm-up. The log reaches its file
+ * through a pipe, so wait until every line is there rather than read a partial file.
+ */
+async function serverTimes(
+  logFile: string,
+  concurrency: number,
+  rounds: number,
+): Promise<AckResult['server']> {
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const lines = httpLines(logFile);
+    const create = lines.filter((l) => l.delivery?.startsWith('bench-')).map((l) => l.ms);
+    const health = lines.filter((l) => l.method === 'GET' && l.path === '/healthz').map((l) => l.ms);
+    const want = rounds * concurrency;
+    if (create.length === want && health.length === want + concurrency) {
+      return { create, health: health.slice(concurrency) }; // the first burst was the warm-up
+    }
+    if (Date.now() > until) {
+      throw new Error(
+        `service log holds ${create.length}/${want} creates, ${health.length}/${want + concurrency} healthz lines`,
+      );
+    }
+    await sleep(100);
   }
-  return out;
 }
 
 export async function benchAck(concurrency: number, rounds: number): Promise<AckResult> {
@@ -102,10 +135,6 @@ export async function benchAck(concurrency: number, rounds: number): Promise<Ack
     });
     await gh.listRunners('bench/ack');
     await gh.deleteRunner('bench/ack', warm.runnerId);
-    const logged = {
-      create: serverTimes(files.logFile, 'POST', '/hooks/control').length,
-      health: serverTimes(files.logFile, 'GET', '/healthz').length,
-    };
 
     const control = (action: string, runId: number, delivery?: string) => {
       const body = JSON.stringify({
@@ -132,24 +161,18 @@ export async function benchAck(concurrency: number, rounds: number): Promise<Ack
         `ack: round ${r + 1}/${rounds}: client-side creates p50 ${fmtMs(percentile(k.ms, 50))} p99 ${fmtMs(percentile(k.ms, 99))}, healthz p99 ${fmtMs(percentile(h.ms, 99))}`,
       );
       // Destroy everything before the next round (destroys are not measured).
-      const destroyStart = serverTimes(files.logFile, 'POST', '/hooks/control').length;
       for (let i = 0; i < concurrency; i++) await control('destroy', r * 10_000 + i + 1);
       for (;;) {
         const live = await svc.read((s) =>
           s.listVms({
-            states: ['pending', 'provisioning', 'booting', 'idle', 'busy', 'draining', 'destroying'],
+            states: STATES.filter((st) => !isTerminal(st)),
           }),
         );
         if (live.length === 0 && files.leftovers().qemu.length === 0) break;
         await sleep(200);
       }
-      const creates = serverTimes(files.logFile, 'POST', '/hooks/control');
-      res.server.create.push(...creates.slice(logged.create, destroyStart));
-      logged.create = creates.length;
-      const health = serverTimes(files.logFile, 'GET', '/healthz');
-      res.server.health.push(...health.slice(logged.health));
-      logged.health = health.length;
     }
+    res.server = await serverTimes(files.logFile, concurrency, rounds);
     c.close();
     return res;
   } finally {

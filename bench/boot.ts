@@ -9,7 +9,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createRunnersApi } from '../src/github/runners.ts';
 import { GuestChannel } from '../src/guest/channel.ts';
 import { imageResolver } from '../src/images/resolve.ts';
-import { qemuArgs, qemuGuestConfig, renderGuestConfig, vmFiles } from '../src/providers/qemu/command-line.ts';
+import {
+  qemuArgs,
+  qemuGuestConfig,
+  renderGuestConfig,
+  vmFiles,
+  type BootImage,
+} from '../src/providers/qemu/command-line.ts';
 import type { VmSpec } from '../src/providers/provider.ts';
 import { BOOTSTRAP_PATH } from '../src/service.ts';
 import { IMAGES_DIR } from '../test/helpers/images.ts';
@@ -26,8 +32,7 @@ export interface BootResult {
   steps: Record<string, number>;
 }
 
-async function rawBoot(stack: Stack, round: number): Promise<number> {
-  const image = await imageResolver(IMAGES_DIR)('tiny');
+async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<number> {
   const name = `hatchery-raw-${round}`;
   const config = stack.service.config;
   const runners = createRunnersApi({ apiUrl: stack.fake.url, token: config.github.token! });
@@ -117,18 +122,20 @@ async function hatcheryBoot(stack: Stack, round: number): Promise<{ ms: number; 
 
 export async function benchBoot(rounds: number): Promise<BootResult> {
   const stack = await Stack.start({ workers: { poll_ms: 250 } });
+  // The same image the service boots (the service resolved, and built if needed, it at start).
+  const image = await imageResolver(IMAGES_DIR)('tiny');
   const rawMs: number[] = [];
   const hatcheryMs: number[] = [];
   const names: string[] = [];
   try {
     // One unmeasured run of each warms the page cache (kernel, initrd) and the service.
     progress('boot: warm-up');
-    await rawBoot(stack, 0);
+    await rawBoot(stack, image, 0);
     await hatcheryBoot(stack, 0);
     for (let r = 1; r <= rounds; r++) {
       const order = r % 2 ? ['raw', 'hatchery'] : ['hatchery', 'raw'];
       for (const which of order) {
-        if (which === 'raw') rawMs.push(await rawBoot(stack, r));
+        if (which === 'raw') rawMs.push(await rawBoot(stack, image, r));
         else {
           const h = await hatcheryBoot(stack, r);
           hatcheryMs.push(h.ms);
