@@ -59,6 +59,7 @@ export class StackFiles {
   readonly dir: string;
   readonly stateDir: string;
   readonly configFile: string;
+  readonly storePath: string;
   readonly logFile: string;
   readonly controlSecret = randomBytes(16).toString('hex');
   readonly apiToken = randomBytes(16).toString('hex');
@@ -71,6 +72,7 @@ export class StackFiles {
     this.dir = mkdtempSync(path.join(tmpdir(), 'hatchery-e2e-'));
     this.stateDir = path.join(this.dir, 'vms');
     this.configFile = path.join(this.dir, 'hatchery.toml');
+    this.storePath = path.join(this.dir, 'hatchery.db');
     this.logFile = path.join(this.dir, 'service.log');
     writeFileSync(this.configFile, this.toml());
   }
@@ -108,7 +110,7 @@ export class StackFiles {
         url: `http://${GUEST_GITHUB.replace(/:80$/, '')}${fake.runnerTarball.urlPath}`,
         sha256: fake.runnerTarball.sha256,
       },
-      store: { path: path.join(this.dir, 'hatchery.db') },
+      store: { path: this.storePath },
       workers: { concurrency: 4, poll_ms: 100, lease_seconds: 60, ...opts.workers },
       reconcile: { interval_seconds: 2 },
       limits: { max_vms: opts.maxVms ?? 8 },
@@ -271,20 +273,15 @@ export class Stack {
   }
 
   /** Waits until the VM is in one of `states`; fails early if it ends elsewhere. */
-  async waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const vm = await this.vm(name);
-      if (states.includes(vm.state)) return vm;
-      if ((vm.state === 'destroyed' || vm.state === 'failed') && !states.includes(vm.state)) {
-        throw new Error(
-          `${name} ended ${vm.state} (${vm.failure ?? 'no failure'}) while waiting for ${states.join('|')}`,
-        );
-      }
-      if (Date.now() > until)
-        throw new Error(`${name} is ${vm.state}, not ${states.join('|')}, after ${timeoutMs} ms`);
-      await this.service.ctx.notifier.waitForChange(name, 500);
-    }
+  /** Waits until the VM is in one of `states`; fails early if it ends elsewhere. */
+  waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
+    return waitForState(
+      name,
+      states,
+      timeoutMs,
+      () => this.vm(name),
+      () => this.service.ctx.notifier.waitForChange(name, 500),
+    );
   }
 
   async events(name: string): Promise<{ event: string; to: string; note: string }[]> {
@@ -404,7 +401,7 @@ export class ServiceProcess {
 
   /** Reads the store the way `hatchery vm show` does (a second process on the same file). */
   async read<T>(f: (store: SqliteStore) => Promise<T>): Promise<T> {
-    const store = new SqliteStore(this.files.config().store.path);
+    const store = new SqliteStore(this.files.storePath);
     try {
       return await f(store);
     } finally {
@@ -412,22 +409,41 @@ export class ServiceProcess {
     }
   }
 
-  async waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const vm = await this.read((s) => s.getVm(name));
-      if (vm && states.includes(vm.state)) return vm;
-      if (vm && (vm.state === 'destroyed' || vm.state === 'failed')) {
-        throw new Error(
-          `${name} ended ${vm.state} (${vm.failure ?? 'no failure'}) while waiting for ${states.join('|')}`,
-        );
-      }
-      if (Date.now() > until)
-        throw new Error(
-          `${name} is ${vm?.state ?? 'missing'}, not ${states.join('|')}, after ${timeoutMs} ms`,
-        );
-      await sleep(200);
+  waitState(name: string, states: string[], timeoutMs = 120_000): Promise<VmRecord> {
+    return waitForState(
+      name,
+      states,
+      timeoutMs,
+      () => this.read((s) => s.getVm(name)),
+      () => sleep(200),
+    );
+  }
+}
+
+/**
+ * Re-reads the VM (`read`, then `pause` between reads) until it is in one of `states`; fails at
+ * once if it ends in another state, or after `timeoutMs`.
+ */
+async function waitForState(
+  name: string,
+  states: string[],
+  timeoutMs: number,
+  read: () => Promise<VmRecord | null>,
+  pause: () => Promise<unknown>,
+): Promise<VmRecord> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const vm = await read();
+    if (vm && states.includes(vm.state)) return vm;
+    if (vm && (vm.state === 'destroyed' || vm.state === 'failed')) {
+      throw new Error(
+        `${name} ended ${vm.state} (${vm.failure ?? 'no failure'}) while waiting for ${states.join('|')}`,
+      );
     }
+    if (Date.now() > until) {
+      throw new Error(`${name} is ${vm?.state ?? 'missing'}, not ${states.join('|')}, after ${timeoutMs} ms`);
+    }
+    await pause();
   }
 }
 

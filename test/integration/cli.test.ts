@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../../src/store/sqlite.ts';
+import { newVm } from '../helpers/vms.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hatchery.js', import.meta.url));
 const CONTROL_SECRET = 'control-secret-0123456789';
@@ -103,22 +104,7 @@ describe('hatchery CLI', () => {
   it('vm ls, show, logs and rm work on the store and VM files directly', async () => {
     const store = new SqliteStore(path.join(dir, 'state/hatchery.db'));
     const name = 'hatchery-linux-77-1-abcdef';
-    await store.insertVm(
-      {
-        name,
-        identity: 'control:octo/app:77:1:linux',
-        pool: 'linux',
-        source: 'control',
-        repository: 'octo/app',
-        runId: '77',
-        runAttempt: 1,
-        label: 'linux',
-        runnerLabels: ['linux', name],
-        credential: null,
-        queueTimeout: 3600,
-      },
-      Date.now(),
-    );
+    await store.insertVm(newVm(77, { name, repository: 'octo/app', queueTimeout: 3600 }), Date.now());
     await store.close();
     mkdirSync(path.join(dir, 'state/vms', name), { recursive: true });
     writeFileSync(path.join(dir, 'state/vms', name, 'console.log'), 'hatchery-init: running the bootstrap\n');

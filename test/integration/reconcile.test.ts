@@ -17,6 +17,7 @@ import { silentLogger } from '../../src/log.ts';
 import { QemuProvider } from '../../src/providers/qemu/provider.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { FakeGitHub } from '../fakes/github/server.ts';
+import { newVm } from '../helpers/vms.ts';
 
 const REPO = 'octo/reconcile';
 const TOKEN = 'ghp_reconciletoken00000000000000000000';
@@ -69,22 +70,7 @@ describe('reconciler sweeps', () => {
   async function vm(state: 'pending' | 'destroyed' | 'idle'): Promise<string> {
     n++;
     const name = `hatchery-linux-${n}-1-abc${n}00`.slice(0, 40);
-    await store.insertVm(
-      {
-        name,
-        identity: `control:${REPO}:${n}:1:linux`,
-        pool: 'linux',
-        source: 'control',
-        repository: REPO,
-        runId: String(n),
-        runAttempt: 1,
-        label: 'linux',
-        runnerLabels: ['linux', name],
-        credential: null,
-        queueTimeout: 3600,
-      },
-      Date.now(),
-    );
+    await store.insertVm(newVm(n, { name, repository: REPO, queueTimeout: 3600 }), Date.now());
     if (state === 'destroyed') await applyEvent(ctx, name, { type: 'destroy_requested', by: 'test' });
     if (state === 'idle') {
       for (const type of ['admitted', 'created', 'runner_registered'] as const)

@@ -7,24 +7,10 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { next, type LifecycleEvent, type Timeouts } from '../../src/core/lifecycle.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
-import type { NewVm, Store, Transition, VmRecord } from '../../src/store/store.ts';
+import type { Store, Transition, VmRecord } from '../../src/store/store.ts';
+import { newVm } from '../helpers/vms.ts';
 
 const T: Timeouts = { queue: 60, provision: 60, boot: 60, idle: 60, job: 60, drain: 60 };
-
-const newVm = (n: number, extra: Partial<NewVm> = {}): NewVm => ({
-  name: `hatchery-linux-${n}-1-abcdef`,
-  identity: `control:o/r:${n}:1:linux`,
-  pool: 'linux',
-  source: 'control',
-  repository: 'o/r',
-  runId: String(n),
-  runAttempt: 1,
-  label: 'linux',
-  runnerLabels: ['linux', `hatchery-linux-${n}-1-abcdef`],
-  credential: null,
-  queueTimeout: 60,
-  ...extra,
-});
 
 /** The decide function the core uses: the pure lifecycle, applied to the row. */
 const apply =
