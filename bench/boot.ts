@@ -8,7 +8,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRunnersApi } from '../src/github/runners.ts';
 import { GuestChannel } from '../src/guest/channel.ts';
-import { imageResolver } from '../src/images/resolve.ts';
+import { imageResolver } from '../src/providers/qemu/images/resolve.ts';
+import type { QemuPoolSettings } from '../src/providers/qemu/kind.ts';
 import {
   qemuArgs,
   qemuGuestConfig,
@@ -61,7 +62,12 @@ async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<n
     spec,
     image,
     files,
-    { mode: 'restricted', forwards: [{ guest: GUEST_GITHUB, host: config.pools[0]!.forwards[0]!.host }] },
+    {
+      mode: 'restricted',
+      forwards: [
+        { guest: GUEST_GITHUB, host: (config.pools[0]!.settings as QemuPoolSettings).forwards[0]!.host },
+      ],
+    },
     {
       accel: 'tcg',
       forwardCommand: ['busybox', 'nc'],

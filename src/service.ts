@@ -16,10 +16,8 @@ import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
-import { imageResolver } from './images/resolve.ts';
 import { createLogger, type Logger } from './log.ts';
-import type { Provider } from './providers/provider.ts';
-import { QemuProvider } from './providers/qemu/provider.ts';
+import { Providers } from './providers/build.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 
@@ -31,6 +29,10 @@ export interface ServiceOptions {
   clock?: () => number;
   /** Start the HTTP server (default true). */
   http?: boolean;
+  /** Provider instances to use instead of building them from the config (tests). */
+  providers?: Providers;
+  /** Config warnings (loadConfig), logged at start-up. */
+  warnings?: string[];
 }
 
 export class HatcheryService {
@@ -41,7 +43,7 @@ export class HatcheryService {
     readonly config: Config,
     readonly ctx: CoreContext,
     readonly store: Store,
-    readonly provider: QemuProvider,
+    readonly providers: Providers,
     readonly intake: Intake,
     readonly links: GuestLinks,
     readonly worker: Worker,
@@ -53,25 +55,10 @@ export class HatcheryService {
     const { config } = opts;
     const log = opts.log ?? createLogger({ level: config.log.level });
     const clock = opts.clock ?? Date.now;
+    for (const w of opts.warnings ?? []) log.warn(w);
     const store = new SqliteStore(config.store.path);
 
-    const resolveImage = imageResolver(config.qemu.images_dir, (msg) => log.info({ image: 'tiny' }, msg));
-    const pools = new Map(config.pools.map((p) => [p.name, p]));
-    const qemu = new QemuProvider({
-      stateDir: config.qemu.state_dir,
-      instanceId: config.instance_id,
-      binary: config.qemu.binary,
-      accel: config.qemu.accel,
-      keepConsoleLogs: config.qemu.keep_console_logs,
-      resolveImage,
-      onProbe: (probe) =>
-        log.info({ kvm: probe.usable, reason: probe.reason, ms: probe.ms }, 'KVM probe (qemu.accel = auto)'),
-      network: (pool) => {
-        const p = pools.get(pool);
-        return { mode: p?.network ?? 'restricted', forwards: p?.forwards ?? [] };
-      },
-    });
-
+    const providers = opts.providers ?? Providers.build(config, log);
     const apis = new Map<string, RunnersApi>();
     const runnersFor = (vm: { credential: string | null }): RunnersApi => {
       let token = config.github.token;
@@ -93,11 +80,10 @@ export class HatcheryService {
     };
 
     const notifier = new Notifier();
-    const providers: Provider[] = [qemu];
     const ctx: CoreContext = {
       store,
-      providerFor: () => qemu,
-      providers: () => providers,
+      providerFor: (pool) => providers.forPool(pool),
+      providers: () => providers.all().map((p) => p.provider),
       runnersFor,
       pools: config.pools,
       maxVms: config.limits.max_vms,
@@ -134,18 +120,28 @@ export class HatcheryService {
       config.reconcile.interval_seconds * 1000,
       config.reconcile.ghost_sweep_every,
     );
-    const service = new HatcheryService(config, ctx, store, qemu, intake, links, worker, reconciler, log);
+    const service = new HatcheryService(
+      config,
+      ctx,
+      store,
+      providers,
+      intake,
+      links,
+      worker,
+      reconciler,
+      log,
+    );
 
-    // Images used by pools are built (or found in the cache) before the first request needs them.
-    for (const image of new Set(config.pools.map((p) => p.image))) {
+    // Images used by pools are made ready (built, found in a cache, probed) before the first
+    // request needs them: that VM would wait for it otherwise.
+    for (const pool of config.pools) {
+      const provider = providers.forPool(pool.name);
       try {
-        const boot = await resolveImage(image);
-        // Probe KVM now rather than in the first create: that VM would wait for it.
-        if (boot.kernel) await qemu.accelerator(boot.kernel);
+        await provider.prepare?.(pool.image, (msg) => log.info({ pool: pool.name, image: pool.image }, msg));
       } catch (e) {
         log.error(
-          { image, err: (e as Error).message },
-          'image not available: VMs of pools using it will fail',
+          { pool: pool.name, image: pool.image, err: (e as Error).message },
+          'image not available: VMs of this pool will fail',
         );
       }
     }
@@ -210,6 +206,7 @@ export class HatcheryService {
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();
+    await this.providers.close();
     await this.store.close();
   }
 }

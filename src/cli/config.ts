@@ -12,6 +12,7 @@ export function registerConfigCommands(program: Command): void {
       process.stdout.write(`# config file: ${loaded.file ?? '(none: defaults)'}\n`);
       for (const [name, key] of Object.entries(loaded.fromEnv))
         process.stdout.write(`# ${key} from env ${name}\n`);
+      for (const w of loaded.warnings) process.stderr.write(`hatchery: warning: ${w}\n`);
       process.stdout.write(`${JSON.stringify(maskSecrets(loaded.config), null, 2)}\n`);
     });
 }

@@ -2,13 +2,15 @@
 // SQLite, the QEMU provider, the tiny guest, and the GitHub stand-in the tests use
 // (test/fakes/github). Shows each step as it happens, then proves nothing was left behind.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { stringify } from 'smol-toml';
 import { loadConfig } from '../config/load.ts';
 import { sign } from '../crypto/hmac.ts';
 import { createLogger } from '../log.ts';
-import { buildTinyImage } from '../images/tiny.ts';
+import { isTerminal } from '../core/lifecycle.ts';
+import { Providers } from '../providers/build.ts';
 import { HatcheryService } from '../service.ts';
 
 const t0 = Date.now();
@@ -42,30 +44,41 @@ async function runDemo(dir: string, keep: boolean): Promise<boolean> {
   const token = `ghp_${randomBytes(18).toString('hex')}`;
   const fake = await FakeGitHub.start({ guestBaseUrl: 'http://10.0.2.100', tokens: [token] });
   const fakePort = new URL(fake.url).port;
-  const { config } = loadConfig({
-    env: {
-      HATCHERY_SERVER_PORT: '0',
-      HATCHERY_STORE_PATH: path.join(dir, 'hatchery.db'),
-      HATCHERY_QEMU_STATE_DIR: path.join(dir, 'vms'),
-      HATCHERY_QEMU_IMAGES_DIR: images,
-      HATCHERY_CONTROL_SECRET: controlSecret,
-      HATCHERY_API_TOKEN: apiToken,
-      HATCHERY_GITHUB_API_URL: fake.url,
-      HATCHERY_GITHUB_TOKEN: token,
-      HATCHERY_RUNNER_URL: `http://10.0.2.100${fake.runnerTarball.urlPath}`,
-      HATCHERY_RUNNER_SHA256: fake.runnerTarball.sha256,
-      HATCHERY_LOG_LEVEL: process.env.HATCHERY_LOG_LEVEL ?? 'warn',
-    },
-    dotenv: false,
-  });
-  // The guest reaches the stand-in (and the runner download) at 10.0.2.100:80 only.
-  config.pools[0]!.forwards = [{ guest: '10.0.2.100:80', host: `127.0.0.1:${fakePort}` }];
+  // The operator's view: a hatchery.toml like the README's, on the embedded defaults (QEMU, the
+  // tiny guest), whose guests reach the stand-in (and the runner download) at 10.0.2.100:80 only.
+  const configFile = path.join(dir, 'hatchery.toml');
+  writeFileSync(
+    configFile,
+    stringify({
+      server: { port: 0 },
+      store: { path: path.join(dir, 'hatchery.db') },
+      control: { secret: controlSecret },
+      api: { token: apiToken },
+      github: { api_url: fake.url, token },
+      runner: { url: `http://10.0.2.100${fake.runnerTarball.urlPath}`, sha256: fake.runnerTarball.sha256 },
+      log: { level: process.env.HATCHERY_LOG_LEVEL ?? 'warn' },
+      providers: { qemu: { kind: 'qemu', state_dir: path.join(dir, 'vms'), images_dir: images } },
+      pools: [
+        {
+          name: 'linux',
+          labels: ['linux'],
+          forwards: [{ guest: '10.0.2.100:80', host: `127.0.0.1:${fakePort}` }],
+        },
+      ],
+    }),
+  );
+  const { config } = loadConfig({ file: configFile, env: {}, dotenv: false });
+  const providers = Providers.build(config, createLogger({ level: config.log.level }));
 
   say('the tiny guest (built from Debian packages on the first run, then cached by content hash):');
-  const image = await buildTinyImage({ imagesDir: images, onProgress: (msg) => say(`  ${msg}`) });
-  say(`  ${image.dir}`);
+  await providers.forPool('linux').prepare?.('tiny', (msg) => say(`  ${msg}`));
   say('starting Hatchery');
-  const service = await HatcheryService.start({ config, log: createLogger({ level: config.log.level }) });
+  const service = await HatcheryService.start({
+    config,
+    providers,
+    log: createLogger({ level: config.log.level }),
+  });
+  const provider = providers.forPool('linux');
   let ok = false;
   try {
     const runId = String(Date.now());
@@ -120,13 +133,10 @@ async function runDemo(dir: string, keep: boolean): Promise<boolean> {
 
     say('checking that nothing is left behind');
     const leftovers = {
-      vms: (await service.provider.list()).map((v) => v.name),
-      vmDirs: readdirSync(config.qemu.state_dir).filter((d) => d.startsWith('hatchery-')),
+      vms: (await provider.list()).map((v) => v.name),
       runners: fake.runners(repository).map((r) => r.name),
     };
-    say(
-      `  provider VMs: ${leftovers.vms.length}, VM directories: ${leftovers.vmDirs.length}, runner registrations: ${leftovers.runners.length}`,
-    );
+    say(`  provider VMs: ${leftovers.vms.length}, runner registrations: ${leftovers.runners.length}`);
     const events = await service.store.listEvents((await service.store.getVm(vm.name))!.id);
     say("the VM's audit trail (hatchery vm show):");
     for (const e of events)
@@ -140,15 +150,13 @@ async function runDemo(dir: string, keep: boolean): Promise<boolean> {
       end === 'destroyed' &&
       done.conclusion === 'success' &&
       !leftovers.vms.length &&
-      !leftovers.vmDirs.length &&
       !leftovers.runners.length &&
       !violations;
     say(ok ? 'demo passed: one fresh VM served one job and is gone.' : 'demo FAILED (see above)');
   } catch (e) {
     say(`demo FAILED: ${(e as Error).message}`);
   } finally {
-    for (const v of await service.provider.list())
-      await service.provider.destroy(v.name).catch(() => undefined);
+    for (const v of await provider.list()) await provider.destroy(v.name).catch(() => undefined);
     await service.stop();
     await fake.close();
     if (!keep) rmSync(dir, { recursive: true, force: true });
@@ -175,8 +183,7 @@ async function waitForEnd(service: HatcheryService, name: string, ms: number): P
   const until = Date.now() + ms;
   for (;;) {
     const vm = await service.store.getVm(name);
-    if (!vm || vm.state === 'destroyed' || vm.state === 'failed' || Date.now() > until)
-      return vm?.state ?? 'missing';
+    if (!vm || isTerminal(vm.state) || Date.now() > until) return vm?.state ?? 'missing';
     await service.ctx.notifier.waitForChange(name, 500);
   }
 }

@@ -7,7 +7,7 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run the service: webhooks in, VMs out')
     .action(async (_opts, cmd: Command) => {
-      const { config } = configFrom(cmd);
+      const { config, warnings } = configFrom(cmd);
       let service: HatcheryService | null = null;
       let stopping = false;
       // Installed before start-up (which may build the tiny image or probe KVM for seconds), so
@@ -23,7 +23,7 @@ export function registerServeCommand(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
-      service = await HatcheryService.start({ config });
+      service = await HatcheryService.start({ config, warnings });
       if (stopping) {
         stopping = false;
         await stop('signal during start-up');

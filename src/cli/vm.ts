@@ -8,7 +8,7 @@ import { isTerminal, STATES, type VmState } from '../core/lifecycle.ts';
 import { isVmName } from '../core/naming.ts';
 import { Notifier } from '../core/notifier.ts';
 import { silentLogger } from '../log.ts';
-import { readConsole } from '../providers/qemu/provider.ts';
+import { Providers } from '../providers/build.ts';
 import { SqliteStore } from '../store/sqlite.ts';
 import type { VmRecord } from '../store/store.ts';
 import { configFrom } from './common.ts';
@@ -123,9 +123,17 @@ export function registerVmCommands(program: Command): void {
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
       const { config } = configFrom(cmd);
-      const text = await readConsole(config.qemu.state_dir, checkName(name));
-      if (text === null)
-        throw new Error(`no console log for ${name} (none kept: see qemu.keep_console_logs)`);
-      process.stdout.write(text);
+      const vm = await withStore(config, (store) => store.getVm(checkName(name)));
+      if (!vm) throw new Error(`no VM named ${name}`);
+      const providers = Providers.build(config, silentLogger());
+      try {
+        const provider = providers.forPool(vm.pool);
+        if (!provider.console) throw new Error(`${name}: the ${provider.kind} provider keeps no console log`);
+        const text = await provider.console(name);
+        if (text === null) throw new Error(`no console log for ${name} (none kept)`);
+        process.stdout.write(text);
+      } finally {
+        await providers.close();
+      }
     });
 }

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { parse as parseToml } from 'smol-toml';
+import { PROVIDER_KINDS } from '../providers/registry.ts';
 import { configSchema, type Config } from './schema.ts';
 
 export class ConfigError extends Error {
@@ -25,6 +26,8 @@ export interface LoadedConfig {
   file: string | null;
   /** Env variables that set a value (name → dotted key). */
   fromEnv: Record<string, string>;
+  /** Things that work but should change (e.g. a deprecated section): shown by serve and config check. */
+  warnings: string[];
 }
 
 /** Sections whose scalar keys can be set as HATCHERY_<SECTION>_<KEY>. */
@@ -39,7 +42,6 @@ const ENV_SECTIONS = [
   'workers',
   'reconcile',
   'limits',
-  'qemu',
   'log',
 ];
 
@@ -80,6 +82,10 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     }
   }
 
+  const warnings: string[] = [];
+  const where = file ?? 'defaults';
+  moveLegacyQemuSection(raw, where, warnings);
+
   const fromEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('HATCHERY_') || value === undefined || name === 'HATCHERY_CONFIG') continue;
@@ -87,6 +93,20 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     if (rest === 'instance_id') {
       raw.instance_id = value;
       fromEnv[name] = 'instance_id';
+      continue;
+    }
+    const providerKey = providerEnvKey(rest);
+    if (providerKey) {
+      const [instance, key] = providerKey;
+      const providers = (raw.providers ??= instance === 'qemu' ? { qemu: { kind: 'qemu' } } : {}) as Record<
+        string,
+        Record<string, unknown>
+      >;
+      if (!providers[instance]) {
+        throw new ConfigError(`env ${name}: there is no [providers.${instance}] section to set ${key} in`);
+      }
+      providers[instance][key] = envValue(value);
+      fromEnv[name] = `providers.${instance}.${key}`;
       continue;
     }
     const section = ENV_SECTIONS.find((s) => rest.startsWith(`${s}_`));
@@ -103,12 +123,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     const envByKey = Object.fromEntries(Object.entries(fromEnv).map(([n, k]) => [k, n]));
     const lines = parsed.error.issues.map((issue) => {
       const key = issue.path.map(String).join('.') || '(top level)';
-      const where = envByKey[key] ? `env ${envByKey[key]}` : (file ?? 'defaults');
+      const source = envByKey[key] ? `env ${envByKey[key]}` : where;
       const message =
         issue.code === 'unrecognized_keys'
           ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`
           : issue.message;
-      return `${where}: ${key}: ${message}`;
+      return `${source}: ${key}: ${message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
@@ -116,9 +136,47 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   // Relative paths are relative to the config file's directory (or cwd without a file).
   const base = file ? path.dirname(file) : cwd;
   config.store.path = path.resolve(base, config.store.path);
-  config.qemu.state_dir = path.resolve(base, config.qemu.state_dir);
-  config.qemu.images_dir = path.resolve(base, config.qemu.images_dir);
-  return { config, file, fromEnv };
+  for (const p of Object.values(config.providers)) {
+    const settings = p.settings as Record<string, unknown>;
+    for (const key of PROVIDER_KINDS[p.kind].pathKeys ?? []) {
+      if (typeof settings[key] === 'string') settings[key] = path.resolve(base, settings[key]);
+    }
+  }
+  return { config, file, fromEnv, warnings };
+}
+
+/**
+ * `HATCHERY_PROVIDERS_<NAME>_<KEY>` → [name, key] (names with "-" cannot be spelt in an env
+ * variable name); `HATCHERY_QEMU_<KEY>`, the spelling before providers had names, is
+ * `providers.qemu.<key>`.
+ */
+function providerEnvKey(rest: string): [string, string] | null {
+  if (rest.startsWith('qemu_')) return ['qemu', rest.slice('qemu_'.length)];
+  const m = /^providers_([a-z0-9]+)_(.+)$/.exec(rest);
+  return m ? [m[1]!, m[2]!] : null;
+}
+
+/**
+ * Before providers had names, QEMU's settings were a top-level `[qemu]` section. It keeps
+ * working as `[providers.qemu]` (kind = "qemu"), with a warning; next to a `[providers]` table
+ * it is an error, since which instance it meant is a guess.
+ */
+function moveLegacyQemuSection(raw: Record<string, unknown>, where: string, warnings: string[]): void {
+  if (raw.qemu === undefined) return;
+  if (raw.providers !== undefined) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${where}: qemu: the [qemu] section is now [providers.<name>] with kind = "qemu"; ` +
+        'move its keys into your [providers.…] section',
+    );
+  }
+  if (typeof raw.qemu !== 'object' || raw.qemu === null || Array.isArray(raw.qemu)) {
+    throw new ConfigError(`invalid configuration:\n  ${where}: qemu: expected a table`);
+  }
+  raw.providers = { qemu: { kind: 'qemu', ...(raw.qemu as Record<string, unknown>) } };
+  delete raw.qemu;
+  warnings.push(
+    `${where}: [qemu] is deprecated: rename it to [providers.qemu] and add kind = "qemu" (read as that)`,
+  );
 }
 
 /** The effective config with secret values replaced by a marker (for `config check`, logs). */

@@ -2,12 +2,11 @@
 // (snake_case) so that docs, file, env variables and error messages all use one spelling.
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
+import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const seconds = (def: number) => z.number().int().positive().default(def);
-const hostPort = z
-  .string()
-  .regex(/^(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}$/, 'must be "a.b.c.d:port" (IPv4 address and port)');
-
 const timeouts = z
   .object({
     queue: seconds(3600).describe('max wait for capacity before the request fails'),
@@ -20,18 +19,15 @@ const timeouts = z
   .strict()
   .prefault({});
 
-const forward = z
-  .object({
-    guest: hostPort.describe('address:port the guest connects to (a slirp address, e.g. 10.0.2.100:80)'),
-    host: hostPort.describe('host address:port it is forwarded to (loopback)'),
-  })
-  .strict();
-
 export const poolSchema = z
   .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and "-", at most 32'),
+    name: z.string().regex(NAME, 'lowercase letters, digits and "-", at most 32'),
     labels: z.array(z.string().regex(LABEL, 'letters, digits, ".", "_", "-"')).min(1),
-    provider: z.enum(['qemu']).default('qemu'),
+    provider: z
+      .string()
+      .regex(NAME, 'the name of a [providers.<name>] section')
+      .optional()
+      .describe('default: the only provider, if there is one'),
     image: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name')
@@ -45,11 +41,14 @@ export const poolSchema = z
       .default(256)
       .describe('MiB'),
     max_vms: z.number().int().min(1).default(4),
-    network: z.enum(['restricted', 'open']).default('restricted'),
-    forwards: z.array(forward).default([]),
     timeouts,
   })
-  .strict();
+  // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
+  .catchall(z.unknown());
+
+const providerSchema = z
+  .object({ kind: z.enum(PROVIDER_KIND_NAMES, { error: `one of ${PROVIDER_KIND_NAMES.join(', ')}` }) })
+  .catchall(z.unknown());
 
 export const configSchema = z
   .object({
@@ -141,21 +140,10 @@ export const configSchema = z
       .object({ max_vms: z.number().int().min(1).default(8) })
       .strict()
       .prefault({}),
-    qemu: z
-      .object({
-        binary: z.string().default('qemu-system-x86_64'),
-        accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
-        state_dir: z.string().default('var/qemu'),
-        images_dir: z.string().default('var/images'),
-        keep_console_logs: z
-          .number()
-          .int()
-          .min(0)
-          .default(200)
-          .describe('console logs of destroyed VMs kept for `hatchery vm logs` (newest first)'),
-      })
-      .strict()
-      .prefault({}),
+    providers: z
+      .record(z.string().regex(NAME, 'provider names: lowercase letters, digits and "-"'), providerSchema)
+      .default({ qemu: { kind: 'qemu' } })
+      .describe('[providers.<name>] sections: one provider instance each, of a kind'),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -200,10 +188,61 @@ export const configSchema = z
         message: 'required when legacy.enabled = true (decrypts the PAT SpinW workflows send)',
       });
     }
+  })
+  .transform((c, ctx) => ({ ...c, ...resolveProviders(c, ctx) }));
+
+/** One `[providers.<name>]` section, its settings validated by its kind. */
+export interface ProviderInstanceConfig {
+  name: string;
+  kind: ProviderKindName;
+  settings: unknown;
+}
+
+/**
+ * Validates each provider section with its kind's settings and each pool's remaining keys with
+ * its provider's pool settings; every problem is reported with its full key path.
+ */
+function resolveProviders(
+  c: { providers: Record<string, z.output<typeof providerSchema>>; pools: z.output<typeof poolSchema>[] },
+  ctx: z.RefinementCtx,
+) {
+  const report = (path: PropertyKey[], issues: z.core.$ZodIssue[]): void => {
+    for (const issue of issues)
+      ctx.issues.push({ ...issue, path: [...path, ...issue.path], input: undefined });
+  };
+  const providers: Record<string, ProviderInstanceConfig> = {};
+  for (const [name, { kind, ...rest }] of Object.entries(c.providers)) {
+    const r = PROVIDER_KINDS[kind].settings.safeParse(rest);
+    if (r.success) providers[name] = { name, kind, settings: r.data };
+    else report(['providers', name], r.error.issues);
+  }
+  const names = Object.keys(c.providers);
+  const pools = c.pools.map((p, i) => {
+    const { name, labels, provider, image, cpus, memory, max_vms, timeouts, ...extra } = p;
+    const providerName = provider ?? (names.length === 1 ? names[0]! : '');
+    let settings: unknown = {};
+    const section = c.providers[providerName];
+    if (!section) {
+      ctx.issues.push({
+        code: 'custom',
+        path: ['pools', i, 'provider'],
+        input: provider,
+        message: provider
+          ? `no [providers.${provider}] section (configured: ${names.join(', ') || 'none'})`
+          : `required when several providers are configured (${names.join(', ')})`,
+      });
+    } else {
+      const r = PROVIDER_KINDS[section.kind].poolSettings.safeParse(extra);
+      if (r.success) settings = r.data;
+      else report(['pools', i], r.error.issues);
+    }
+    return { name, labels, provider: providerName, image, cpus, memory, max_vms, timeouts, settings };
   });
+  return { providers, pools };
+}
 
 export type Config = z.infer<typeof configSchema>;
-export type PoolConfig = z.infer<typeof poolSchema>;
+export type PoolConfig = Config['pools'][number];
 
 /** Keys whose values are secrets: masked by `config check` and the logger. */
 export const SECRET_KEYS = ['token', 'secret', 'openssl_password'] as const;

@@ -7,9 +7,7 @@ import { toLifecycleEvent, type GuestMessage } from '../guest/protocol.ts';
 import type { VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
-import type { VmState } from './lifecycle.ts';
-
-const LINKED_STATES: readonly VmState[] = ['booting', 'idle', 'busy', 'draining'];
+import { LINKED_STATES } from './lifecycle.ts';
 
 export class GuestLinks {
   private readonly links = new Map<string, GuestChannel>();

@@ -4,7 +4,7 @@
 import type { VmRecord, VmSource } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import { poolForLabel, timeoutsFor, type CoreContext } from './context.ts';
-import { isTerminal } from './lifecycle.ts';
+import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
 import { vmName } from './naming.ts';
 
 export interface CreateRequest {
@@ -90,7 +90,7 @@ export class Intake {
           label: id.label,
           runnerLabels: [id.label, ...id.extraLabels, name],
           credential: req.credential ?? null,
-          queueTimeout: timeoutsFor(this.ctx, pool.name).queue,
+          initialDeadline: deadlineFor(INITIAL_STATE, timeoutsFor(this.ctx, pool.name)),
         },
         this.ctx.clock(),
       );

@@ -8,46 +8,10 @@
 // `destroy_requested` is accepted in every state (a semaphore, as in Ubicloud): where an action is
 // in flight (provisioning) it is remembered and acted on when that action ends.
 
-export const STATES = [
-  'pending',
-  'provisioning',
-  'booting',
-  'idle',
-  'busy',
-  'draining',
-  'destroying',
-  'destroyed',
-  'failed',
-] as const;
-export type VmState = (typeof STATES)[number];
+import { INITIAL_STATE, isTerminal, type Action, type StateChange, type VmState } from '../model/states.ts';
 
-export const TERMINAL_STATES: readonly VmState[] = ['destroyed', 'failed'];
-export const isTerminal = (s: VmState): boolean => TERMINAL_STATES.includes(s);
-
-/** States in which a VM may exist at the provider (and counts against capacity). */
-export const PROVIDER_STATES: readonly VmState[] = [
-  'provisioning',
-  'booting',
-  'idle',
-  'busy',
-  'draining',
-  'destroying',
-];
-
-/** Which state may follow which: the store re-checks every write against this table (garm). */
-export const TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
-  pending: ['provisioning', 'destroyed', 'failed'],
-  provisioning: ['booting', 'destroying'],
-  booting: ['idle', 'busy', 'draining', 'destroying'],
-  idle: ['busy', 'draining', 'destroying'],
-  busy: ['draining', 'destroying'],
-  draining: ['destroying'],
-  destroying: ['destroyed', 'failed'],
-  destroyed: [],
-  failed: [],
-};
-
-export type Action = 'provision' | 'destroy';
+// The vocabulary (states, groups, transitions) lives in a leaf module the store shares.
+export * from '../model/states.ts';
 
 export type LifecycleEvent =
   | { type: 'admitted' }
@@ -109,21 +73,7 @@ export interface Timeouts {
 
 export const MAX_CREATE_ATTEMPTS = 3;
 
-export interface Decision {
-  state: VmState;
-  destroyRequested: boolean;
-  failure: string | null;
-  attempts: number;
-  destroyAttempts: number;
-  /** The action a worker must run next; null: wait for an event. */
-  action: Action | null;
-  /** Run the action no sooner than this many ms from now (retry backoff). */
-  delayMs: number;
-  /** Seconds until a `timeout` event for the new state; null: none; 'keep': the state's running deadline. */
-  deadline: number | null | 'keep';
-  /** One line for the audit trail. */
-  note: string;
-}
+export type Decision = StateChange;
 
 export type Outcome = { kind: 'next'; decision: Decision } | { kind: 'ignored'; reason: string };
 
@@ -132,9 +82,10 @@ export function backoffMs(attempt: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, attempt - 1));
 }
 
-function deadlineFor(state: VmState, t: Timeouts): number | null {
+/** Seconds a VM may stay in `state` before a `timeout` event; null: no deadline. */
+export function deadlineFor(state: VmState, t: Timeouts): number | null {
   switch (state) {
-    case 'pending':
+    case INITIAL_STATE:
       return t.queue;
     case 'provisioning':
       return t.provision;

@@ -7,10 +7,8 @@ import type { Store, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
 import type { GuestLinks } from './guest-links.ts';
-import { isTerminal, type VmState } from './lifecycle.ts';
+import { isTerminal, LINKED_STATES } from './lifecycle.ts';
 import { VM_PREFIX } from './naming.ts';
-
-const RUNNING_STATES: readonly VmState[] = ['booting', 'idle', 'busy', 'draining'];
 
 export interface SweepReport {
   adopted: number;
@@ -72,7 +70,7 @@ export class Reconciler {
       ghostsRemoved: 0,
       errors: [],
     };
-    const live = await this.ctx.store.listVms({ states: [...RUNNING_STATES] });
+    const live = await this.ctx.store.listVms({ states: [...LINKED_STATES] });
     await this.sweepProviders(live, report);
     for (const vm of live) {
       if (report.vanished.includes(vm.name) || this.links.has(vm.name)) continue;

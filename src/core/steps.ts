@@ -23,8 +23,8 @@ export async function provision(
     const pool = poolOf(ctx, vm);
     const provider = ctx.providerFor(vm.pool);
     // Crash-resume: a previous attempt may have created the VM before the service died.
-    const existing = (await provider.list()).find((v) => v.name === vm.name && v.status === 'running');
-    if (existing) {
+    const existing = await provider.get(vm.name);
+    if (existing?.status === 'running') {
       if (existing.channel)
         await ctx.store.setProviderData(vm.name, { channel: existing.channel }, ctx.clock());
       ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');

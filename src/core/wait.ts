@@ -1,17 +1,14 @@
 // Waiting for VMs to become ready (their runner registered), for long-polls and the legacy
 // blocking create. Re-reads the store after every wake-up: the store is the truth.
 import type { Store, VmRecord } from '../store/store.ts';
-import type { VmState } from './lifecycle.ts';
+import { ENDING_STATES, READY_STATES } from './lifecycle.ts';
 import type { Notifier } from './notifier.ts';
-
-/** The runner has registered (and may already be working or done). */
-export const READY_STATES: readonly VmState[] = ['idle', 'busy', 'draining'];
 
 export type WaitOutcome = 'ready' | 'ended' | 'timeout' | 'aborted' | 'missing';
 
 export function readiness(vm: VmRecord): 'ready' | 'ended' | 'waiting' {
   if (READY_STATES.includes(vm.state)) return 'ready';
-  if (vm.state === 'destroying' || vm.state === 'destroyed' || vm.state === 'failed') return 'ended';
+  if (ENDING_STATES.includes(vm.state)) return 'ended';
   return 'waiting';
 }
 

@@ -3,8 +3,11 @@
 // no GitHub. Everything a VM needs (bootstrap script, guest config with its one-shot JIT
 // runner config) is handed to create() as data.
 
-/** Where the service reaches a VM's guest channel (see docs/guest-protocol.md). */
-export type ChannelAddress = { kind: 'unix'; path: string };
+/**
+ * Where the service reaches a VM's guest channel (docs/guest-protocol.md): a unix socket the
+ * service connects to (QEMU's virtio-serial port), or HTTP, where the guest calls the service.
+ */
+export type ChannelAddress = { kind: 'unix'; path: string } | { kind: 'http' };
 
 export interface VmSpec {
   /** Unique, validated by core/naming.ts: `[a-z0-9][a-z0-9-]{0,62}`. Idempotency key. */
@@ -42,8 +45,18 @@ export interface Provider {
   destroy(name: string, signal?: AbortSignal): Promise<void>;
   /** Every VM this installation owns (by tag), running or not. */
   list(): Promise<VmInfo[]>;
-  /** The VM's console output so far (for `hatchery vm logs`), if the provider keeps one. */
-  console?(name: string): Promise<string>;
+  /** One VM of this installation by name (as list() would show it), or null. */
+  get(name: string): Promise<VmInfo | null>;
+  /**
+   * Makes an image ready before the first VM needs it (build or fetch it, probe accelerators),
+   * reporting progress; optional. Errors say what is missing.
+   */
+  prepare?(image: string, onProgress?: (message: string) => void): Promise<void>;
+  /**
+   * The VM's console output (for `hatchery vm logs`): the live VM's, or what was kept of a
+   * destroyed one; null if there is none. Only for providers that keep one.
+   */
+  console?(name: string): Promise<string | null>;
   /** Releases resources held by the provider object itself (never destroys VMs). */
   close?(): Promise<void>;
 }

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { TRANSITIONS, type VmState } from '../core/lifecycle.ts';
+import { INITIAL_STATE, sqlList, TERMINAL_STATES, TRANSITIONS, type VmState } from '../model/states.ts';
 import { migrations } from './migrations/sqlite.ts';
 import type {
   Decide,
@@ -18,6 +18,8 @@ import type {
 } from './store.ts';
 
 type Row = Record<string, unknown>;
+
+const TERMINAL = sqlList(TERMINAL_STATES);
 
 function toVm(r: Row): VmRecord {
   return {
@@ -129,14 +131,14 @@ export class SqliteStore implements Store {
   async insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }> {
     return this.db
       .transaction(() => {
-        const live = this.sql(
-          "SELECT * FROM vms WHERE identity = ? AND state NOT IN ('destroyed', 'failed')",
-        ).get(vm.identity) as Row | undefined;
+        const live = this.sql(`SELECT * FROM vms WHERE identity = ? AND state NOT IN (${TERMINAL})`).get(
+          vm.identity,
+        ) as Row | undefined;
         if (live) return { vm: toVm(live), created: false };
         const info = this.sql(
           `INSERT INTO vms (name, identity, pool, source, repository, run_id, run_attempt, label, runner_labels,
                state, credential, deadline_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '${INITIAL_STATE}', ?, ?, ?, ?)`,
         ).run(
           vm.name,
           vm.identity,
@@ -148,12 +150,13 @@ export class SqliteStore implements Store {
           vm.label,
           JSON.stringify(vm.runnerLabels),
           vm.credential,
-          now + vm.queueTimeout * 1000,
+          vm.initialDeadline === null ? null : now + vm.initialDeadline * 1000,
           now,
           now,
         );
         this.sql(
-          "INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, 'requested', 'pending', 'pending', ?)",
+          `INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note)
+             VALUES (?, ?, 'requested', '${INITIAL_STATE}', '${INITIAL_STATE}', ?)`,
         ).run(info.lastInsertRowid, now, `requested via ${vm.source}`);
         const row = this.sql('SELECT * FROM vms WHERE id = ?').get(info.lastInsertRowid) as Row;
         return { vm: toVm(row), created: true };
@@ -208,7 +211,7 @@ export class SqliteStore implements Store {
   async pendingHeads(perPool: Record<string, number>): Promise<{ id: number; name: string; pool: string }[]> {
     const out: { id: number; name: string; pool: string }[] = [];
     const st = this.sql(
-      "SELECT id, name, pool FROM vms WHERE state = 'pending' AND pool = ? ORDER BY id LIMIT ?",
+      `SELECT id, name, pool FROM vms WHERE state = '${INITIAL_STATE}' AND pool = ? ORDER BY id LIMIT ?`,
     );
     for (const [pool, n] of Object.entries(perPool)) {
       if (n > 0) out.push(...(st.all(pool, n) as { id: number; name: string; pool: string }[]));
@@ -330,7 +333,7 @@ export class SqliteStore implements Store {
   async due(now: number): Promise<VmRecord[]> {
     return (
       this.sql(
-        "SELECT * FROM vms WHERE deadline_at IS NOT NULL AND deadline_at <= ? AND state NOT IN ('destroyed', 'failed') ORDER BY deadline_at",
+        `SELECT * FROM vms WHERE deadline_at IS NOT NULL AND deadline_at <= ? AND state NOT IN (${TERMINAL}) ORDER BY deadline_at`,
       ).all(now) as Row[]
     ).map(toVm);
   }

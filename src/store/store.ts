@@ -2,7 +2,7 @@
 // it today (sqlite.ts) and a PostgreSQL store will implement the same methods. Every method is
 // async so that a networked database fits; every state change happens inside one transaction
 // that re-checks the transition table (lifecycle.TRANSITIONS).
-import type { Action, Decision, LifecycleEvent, VmState } from '../core/lifecycle.ts';
+import type { Action, StateChange, VmState } from '../model/states.ts';
 
 export type VmSource = 'control' | 'legacy' | 'api';
 
@@ -72,14 +72,15 @@ export interface NewVm {
   label: string;
   runnerLabels: string[];
   credential: string | null;
-  /** Seconds until the pending state times out. */
-  queueTimeout: number;
+  /** Seconds until the initial state times out (lifecycle.deadlineFor); null: never. */
+  initialDeadline: number | null;
 }
 
 /** The decision a pure function took for one VM: written with its audit event. */
 export interface Transition {
-  event: LifecycleEvent;
-  decision: Decision;
+  /** The lifecycle event that caused it (its type is the audit trail's `event`). */
+  event: { type: string };
+  decision: StateChange;
 }
 
 /**

@@ -55,6 +55,17 @@ export function defineProviderContract(kind: string, setup: () => Promise<Contra
       assert.equal((await s.provider.list()).filter((v) => v.name === n).length, 1);
     });
 
+    it('get() finds the VM by name as list() shows it, and nothing else', async () => {
+      const n = names[0]!;
+      const got = await s.provider.get(n);
+      assert.equal(got?.name, n);
+      assert.equal(got?.status, 'running');
+      assert.deepEqual(got?.tags, (await s.provider.list()).find((v) => v.name === n)?.tags);
+      assert.equal(await s.provider.get('hatchery-contract-absent'), null);
+      assert.equal(await s.foreign.get(n), null, "another installation's VM is not found");
+      await assert.rejects(s.provider.get('../escape'), /invalid VM name/);
+    });
+
     it("does not list or destroy another installation's VMs", async () => {
       const n = names[0]!;
       assert.equal(

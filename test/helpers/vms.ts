@@ -15,7 +15,7 @@ export function newVm(n: number, extra: Partial<NewVm> = {}): NewVm {
     label: 'linux',
     runnerLabels: ['linux', name],
     credential: null,
-    queueTimeout: 60,
+    initialDeadline: 60,
     ...extra,
   };
 }

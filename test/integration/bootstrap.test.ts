@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { buildTinyImage, type TinyImage } from '../../src/images/tiny.ts';
+import { buildTinyImage, type TinyImage } from '../../src/providers/qemu/images/tiny.ts';
 import { killAll, pidsWithArg, qemuPidsUnder } from '../helpers/processes.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));

@@ -104,7 +104,7 @@ describe('hatchery CLI', () => {
   it('vm ls, show, logs and rm work on the store and VM files directly', async () => {
     const store = new SqliteStore(path.join(dir, 'state/hatchery.db'));
     const name = 'hatchery-linux-77-1-abcdef';
-    await store.insertVm(newVm(77, { name, repository: 'octo/app', queueTimeout: 3600 }), Date.now());
+    await store.insertVm(newVm(77, { name, repository: 'octo/app', initialDeadline: 3600 }), Date.now());
     await store.close();
     mkdirSync(path.join(dir, 'state/vms', name), { recursive: true });
     writeFileSync(path.join(dir, 'state/vms', name, 'console.log'), 'hatchery-init: running the bootstrap\n');
@@ -141,7 +141,7 @@ describe('hatchery CLI', () => {
     ]) {
       const r = await hatchery(args);
       assert.equal(r.code, 1, args.join(' '));
-      assert.match(r.stderr, /^hatchery: (not a VM name|no console log)/);
+      assert.match(r.stderr, /^hatchery: (not a VM name|no VM named)/);
     }
   });
 });

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { imageResolver } from '../../src/images/resolve.ts';
+import { imageResolver } from '../../src/providers/qemu/images/resolve.ts';
 import type { VmSpec } from '../../src/providers/provider.ts';
 import { QemuProvider } from '../../src/providers/qemu/provider.ts';
 import { defineProviderContract } from '../contracts/provider.ts';
@@ -60,7 +60,8 @@ describe('qemu provider', () => {
     const info = await p.create(spec(name));
     try {
       const line = await new Promise<string>((resolve, reject) => {
-        const sock = net.createConnection(info.channel!.path);
+        assert.equal(info.channel?.kind, 'unix');
+        const sock = net.createConnection(info.channel.path);
         sock.setEncoding('utf8');
         sock.on('data', (d: string) => {
           sock.destroy();
@@ -74,7 +75,7 @@ describe('qemu provider', () => {
         false,
         'the config file (JIT config) is gone once QEMU read it',
       );
-      assert.match(await p.console(name), /hatchery-init: running the bootstrap/);
+      assert.match((await p.console(name)) ?? '', /hatchery-init: running the bootstrap/);
     } finally {
       await p.destroy(name);
     }

@@ -70,7 +70,7 @@ describe('reconciler sweeps', () => {
   async function vm(state: 'pending' | 'destroyed' | 'idle'): Promise<string> {
     n++;
     const name = `hatchery-linux-${n}-1-abc${n}00`.slice(0, 40);
-    await store.insertVm(newVm(n, { name, repository: REPO, queueTimeout: 3600 }), Date.now());
+    await store.insertVm(newVm(n, { name, repository: REPO, initialDeadline: 3600 }), Date.now());
     if (state === 'destroyed') await applyEvent(ctx, name, { type: 'destroy_requested', by: 'test' });
     if (state === 'idle') {
       for (const type of ['admitted', 'created', 'runner_registered'] as const)

@@ -8,7 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { buildTinyImage, planTinyImage, TINY_MODULES, type TinyImage } from '../../src/images/tiny.ts';
+import {
+  buildTinyImage,
+  planTinyImage,
+  TINY_MODULES,
+  type TinyImage,
+} from '../../src/providers/qemu/images/tiny.ts';
 import { killAll, qemuPidsUnder } from '../helpers/processes.ts';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'hatchery-tiny-test-'));

@@ -125,4 +125,111 @@ describe('loadConfig', () => {
       assert.ok(!text.includes(secret), secret);
     assert.match(text, /"token":"\*{8}"/);
   });
+
+  describe('providers', () => {
+    const settings = (c: ReturnType<typeof loadConfig>['config'], name: string) =>
+      c.providers[name]!.settings as Record<string, unknown>;
+
+    it('gives every pool a named provider instance with its own validated settings', () => {
+      const file = write(
+        'providers.toml',
+        [
+          '[providers.fast]',
+          'kind = "qemu"',
+          'state_dir = "vms-fast"',
+          '[providers.sim]',
+          'kind = "memory"',
+          'create_ms = 5',
+          '[[pools]]',
+          'name = "linux"',
+          'labels = ["linux"]',
+          'provider = "fast"',
+          'network = "open"',
+          '[[pools]]',
+          'name = "sim"',
+          'labels = ["sim"]',
+          'provider = "sim"',
+          '',
+        ].join('\n'),
+      );
+      const { config, warnings } = loadConfig({ cwd: dir, file, env: {}, dotenv: false });
+      assert.deepEqual(warnings, []);
+      assert.deepEqual(
+        Object.values(config.providers).map((p) => [p.name, p.kind]),
+        [
+          ['fast', 'qemu'],
+          ['sim', 'memory'],
+        ],
+      );
+      assert.equal(settings(config, 'fast').state_dir, path.join(dir, 'vms-fast'), 'relative to the file');
+      assert.equal(settings(config, 'fast').accel, 'auto', 'defaults of the kind');
+      assert.equal(settings(config, 'sim').create_ms, 5);
+      assert.deepEqual(config.pools[0]!.settings, { network: 'open', forwards: [] });
+      assert.deepEqual(config.pools[1]!.settings, {});
+    });
+
+    it("checks a pool's extra keys against its provider's kind, naming the pool key", () => {
+      const file = write(
+        'pool-keys.toml',
+        '[providers.sim]\nkind = "memory"\n[[pools]]\nname = "a"\nlabels = ["a"]\nnetwork = "open"\n',
+      );
+      assert.throws(
+        () => loadConfig({ cwd: dir, file, env: {}, dotenv: false }),
+        (e: Error) => e instanceof ConfigError && /pools\.0: unknown key\(s\) "network"/.test(e.message),
+      );
+    });
+
+    it('refuses an unknown kind, an unknown setting and a pool naming no provider', () => {
+      const cases: [string, RegExp][] = [
+        ['[providers.x]\nkind = "vmware"\n', /providers\.x\.kind: one of qemu, memory/],
+        ['[providers.x]\nkind = "qemu"\nstate = "a"\n', /providers\.x: unknown key\(s\) "state"/],
+        [
+          '[providers.x]\nkind = "qemu"\n[providers.y]\nkind = "memory"\n[[pools]]\nname = "a"\nlabels = ["a"]\n',
+          /pools\.0\.provider: required when several providers are configured \(x, y\)/,
+        ],
+        [
+          '[providers.x]\nkind = "qemu"\n[[pools]]\nname = "a"\nlabels = ["a"]\nprovider = "z"\n',
+          /pools\.0\.provider: no \[providers\.z\] section \(configured: x\)/,
+        ],
+      ];
+      for (const [i, [text, error]] of cases.entries()) {
+        const file = write(`bad-provider-${i}.toml`, text);
+        assert.throws(() => loadConfig({ cwd: dir, file, env: {}, dotenv: false }), error);
+      }
+    });
+
+    it('reads the old top-level [qemu] section as [providers.qemu], with a warning', () => {
+      const file = write('old.toml', '[qemu]\naccel = "tcg"\nstate_dir = "old-vms"\n');
+      const { config, warnings } = loadConfig({ cwd: dir, file, env: {}, dotenv: false });
+      assert.equal(config.providers.qemu!.kind, 'qemu');
+      assert.equal(settings(config, 'qemu').accel, 'tcg');
+      assert.equal(settings(config, 'qemu').state_dir, path.join(dir, 'old-vms'));
+      assert.equal(config.pools[0]!.provider, 'qemu');
+      assert.match(warnings.join('\n'), /\[qemu\] is deprecated: rename it to \[providers\.qemu\]/);
+      const both = write('both.toml', '[qemu]\naccel = "tcg"\n[providers.q]\nkind = "qemu"\n');
+      assert.throws(
+        () => loadConfig({ cwd: dir, file: both, env: {}, dotenv: false }),
+        /qemu: the \[qemu\] section is now \[providers\.<name>\] with kind = "qemu"/,
+      );
+    });
+
+    it('sets provider settings from HATCHERY_PROVIDERS_<NAME>_<KEY> (and HATCHERY_QEMU_<KEY>)', () => {
+      const { config, fromEnv } = loadConfig({
+        cwd: dir,
+        env: { HATCHERY_QEMU_ACCEL: 'tcg', HATCHERY_PROVIDERS_QEMU_KEEP_CONSOLE_LOGS: '3' },
+        dotenv: false,
+      });
+      assert.equal(settings(config, 'qemu').accel, 'tcg');
+      assert.equal(settings(config, 'qemu').keep_console_logs, 3);
+      assert.equal(fromEnv.HATCHERY_QEMU_ACCEL, 'providers.qemu.accel');
+      assert.throws(
+        () => loadConfig({ cwd: dir, env: { HATCHERY_PROVIDERS_QEMU_ACCEL: 'fast' }, dotenv: false }),
+        /env HATCHERY_PROVIDERS_QEMU_ACCEL: providers\.qemu\.accel: /,
+      );
+      assert.throws(
+        () => loadConfig({ cwd: dir, env: { HATCHERY_PROVIDERS_NOPE_ACCEL: 'tcg' }, dotenv: false }),
+        /env HATCHERY_PROVIDERS_NOPE_ACCEL: there is no \[providers\.nope\] section/,
+      );
+    });
+  });
 });

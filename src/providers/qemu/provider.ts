@@ -16,6 +16,7 @@ import {
   type NetworkSpec,
   qemuGuestConfig,
 } from './command-line.ts';
+import type { ImageResolver } from './images/resolve.ts';
 import { probeKvm, type KvmProbe } from './kvm.ts';
 import { connectQmp } from './qmp.ts';
 import { isOurProcess, signal, waitGone } from './process.ts';
@@ -28,8 +29,8 @@ export interface QemuProviderOptions {
   instanceId: string;
   binary?: string;
   accel?: 'auto' | 'kvm' | 'tcg';
-  /** Resolves an image name to boot files (see src/images). */
-  resolveImage: (name: string) => Promise<BootImage>;
+  /** Resolves an image name to boot files (see ./images). */
+  resolveImage: ImageResolver;
   /** Network per pool; default restricted with no forwards. */
   network?: (pool: string) => NetworkSpec;
   /** argv prefix of the per-connection forwarder; host address and port are appended. */
@@ -109,6 +110,17 @@ export class QemuProvider implements Provider {
     await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
     await writeFile(cacheFile, JSON.stringify({ ...key, usable: probe.usable, reason: probe.reason }));
     return probe.usable ? 'kvm' : 'tcg';
+  }
+
+  /** Builds (or finds) the image and runs the KVM probe now, not in the first create. */
+  async prepare(image: string, onProgress?: (message: string) => void): Promise<void> {
+    const boot = await this.opts.resolveImage(image, onProgress);
+    if (boot.kernel) await this.accelerator(boot.kernel);
+  }
+
+  async get(name: string): Promise<VmInfo | null> {
+    this.checkName(name);
+    return this.inspect(name);
   }
 
   private checkName(name: string): void {
@@ -247,9 +259,9 @@ export class QemuProvider implements Provider {
     return infos.filter((i): i is VmInfo => i !== null);
   }
 
-  async console(name: string): Promise<string> {
+  async console(name: string): Promise<string | null> {
     this.checkName(name);
-    return (await readConsole(this.opts.stateDir, name)) ?? '';
+    return readConsole(this.opts.stateDir, name);
   }
 
   /** Our VM by name, or null if absent or another installation's. */

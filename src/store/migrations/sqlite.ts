@@ -1,5 +1,8 @@
 // Versioned schema migrations, applied in order inside one transaction each. Never edit a
-// released migration: add the next one.
+// released migration: add the next one. The terminal states are interpolated from the
+// vocabulary so that the partial index and the queries cannot disagree; changing that group
+// therefore needs a migration that rebuilds the index.
+import { sqlList, TERMINAL_STATES } from '../../model/states.ts';
 export interface Migration {
   version: number;
   name: string;
@@ -39,7 +42,7 @@ export const migrations: Migration[] = [
         updated_at INTEGER NOT NULL
       );
       -- One live VM per identity: a repeated create finds the existing one.
-      CREATE UNIQUE INDEX vms_live_identity ON vms(identity) WHERE state NOT IN ('destroyed', 'failed');
+      CREATE UNIQUE INDEX vms_live_identity ON vms(identity) WHERE state NOT IN (${sqlList(TERMINAL_STATES)});
       CREATE INDEX vms_identity ON vms(identity);
       CREATE INDEX vms_action ON vms(action, not_before) WHERE action IS NOT NULL;
       CREATE INDEX vms_deadline ON vms(deadline_at) WHERE deadline_at IS NOT NULL;

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { BootImage } from '../providers/qemu/command-line.ts';
+import type { BootImage } from '../command-line.ts';
 import { buildTinyImage } from './tiny.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -15,12 +15,12 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 // throwaway IPv4-only test guest needs. Init was reached in 2.6–3.2 s instead of 3.5–4.0 s.
 export const TINY_APPEND = 'console=ttyS0 quiet panic=-1 cryptomgr.notests ipv6.disable=1';
 
-export function imageResolver(
-  imagesDir: string,
-  onProgress?: (msg: string) => void,
-): (name: string) => Promise<BootImage> {
+export type ImageResolver = (name: string, onProgress?: (msg: string) => void) => Promise<BootImage>;
+
+/** Progress of a tiny-image build goes to the caller that started it. */
+export function imageResolver(imagesDir: string): ImageResolver {
   let tiny: Promise<BootImage> | null = null;
-  return async (name) => {
+  return async (name, onProgress) => {
     if (!NAME.test(name) || name.includes('..'))
       throw new Error(`invalid image name ${JSON.stringify(name)}`);
     if (name === 'tiny') {
