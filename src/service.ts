@@ -82,7 +82,7 @@ export class HatcheryService {
     const notifier = new Notifier();
     const ctx: CoreContext = {
       store,
-      providerFor: (pool) => providers.forPool(pool),
+      providerFor: (vm) => (vm.provider && providers.named(vm.provider)) || providers.forPool(vm.pool),
       providers: () => providers.all().map((p) => p.provider),
       runnersFor,
       pools: config.pools,

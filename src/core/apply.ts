@@ -14,8 +14,13 @@ export interface Applied {
 export async function applyEvent(
   ctx: Pick<CoreContext, 'store' | 'pools' | 'clock' | 'log' | 'notifier'>,
   name: string,
-  event: LifecycleEvent,
-  lease?: Lease,
+  event: LifecycleEvent | null,
+  opts: {
+    /** The worker's lease: the write happens only while it holds it, and releases it. */
+    lease?: Lease;
+    /** The guest message that carried the event: its seq is recorded in the same write. */
+    guestSeq?: number;
+  } = {},
 ): Promise<Applied> {
   let from: string | null = null;
   let ignored: string | null = null;
@@ -23,6 +28,7 @@ export async function applyEvent(
     name,
     (vm) => {
       from = vm.state;
+      if (!event) return null;
       const o = next(vm, event, timeoutsFor(ctx, vm.pool));
       if (o.kind === 'ignored') {
         ignored = o.reason;
@@ -31,20 +37,21 @@ export async function applyEvent(
       return { event, decision: o.decision };
     },
     ctx.clock(),
-    lease,
+    opts.lease,
+    opts.guestSeq,
   );
   if (r.leaseLost) {
     ctx.log.error(
-      { vm: name, event: event.type },
+      { vm: name, event: event?.type },
       'lease lost: another worker took this step over; result dropped',
     );
-  } else if (r.applied && r.vm) {
+  } else if (r.applied && r.vm && event) {
     ctx.log.info(
       { vm: name, event: event.type, from, to: r.vm.state, failure: r.vm.failure ?? undefined },
       'transition',
     );
     ctx.notifier.changed(name);
-  } else if (ignored) {
+  } else if (ignored && event) {
     ctx.log.debug({ vm: name, event: event.type, state: from, reason: ignored }, 'event ignored');
   }
   return r;

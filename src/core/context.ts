@@ -10,9 +10,9 @@ import type { Notifier } from './notifier.ts';
 
 export interface CoreContext {
   store: Store;
-  /** The provider serving a pool. */
-  providerFor(pool: string): Provider;
-  /** Every distinct provider (for reconciliation). */
+  /** A VM's provider instance: the one that created it, else (older rows) its pool's. */
+  providerFor(vm: Pick<VmRecord, 'pool' | 'provider'>): Provider;
+  /** Every provider instance (for reconciliation). */
   providers(): Provider[];
   /** GitHub runner API with the credential this VM's request came with (throws if none). */
   runnersFor(vm: Pick<VmRecord, 'credential' | 'repository'>): RunnersApi;

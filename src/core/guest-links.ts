@@ -62,9 +62,8 @@ export class GuestLinks {
       { vm: name, seq: msg.seq, guest: msg.name, detail: msg.detail || undefined },
       'guest message',
     );
-    const event = toLifecycleEvent(msg);
-    if (event) await applyEvent(this.ctx, name, event);
-    await this.ctx.store.setGuestSeq(name, msg.seq, this.ctx.clock());
+    // The event and the seq it came with are one write: a restart replays from the right place.
+    await applyEvent(this.ctx, name, toLifecycleEvent(msg), { guestSeq: msg.seq });
   }
 
   /** Closes our end (the VM keeps running). Before destroy, so the exit is not reported. */

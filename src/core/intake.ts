@@ -1,7 +1,7 @@
 // Intake turns a verified, parsed request into rows: one VM per requested label, named from its
 // identity so that a repeated request finds the same VM. Nothing slow happens here: the worker
 // picks the rows up. Callers (http routes) have already validated every identifier.
-import type { VmRecord, VmSource } from '../store/store.ts';
+import type { DeliveryRef, NewVm, VmRecord, VmSource } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import { poolForLabel, timeoutsFor, type CoreContext } from './context.ts';
 import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
@@ -26,6 +26,12 @@ export interface IntakeResult {
   vm: VmRecord;
   /** False when the request matched an existing VM (a duplicate). */
   created: boolean;
+}
+
+export interface CreateOutcome {
+  results: IntakeResult[];
+  /** The request's delivery id was seen before. */
+  duplicate: boolean;
 }
 
 interface Identity {
@@ -62,44 +68,53 @@ function identities(req: CreateRequest): Identity[] {
 export class Intake {
   constructor(private readonly ctx: CoreContext) {}
 
-  /** Validates labels against the pools first, so a bad label creates nothing at all. */
-  async create(req: CreateRequest): Promise<IntakeResult[]> {
+  /**
+   * Validates labels against the pools first, so a bad label creates nothing at all; then
+   * records the request's VMs and its delivery id in one transaction.
+   */
+  async create(req: CreateRequest, delivery?: DeliveryRef): Promise<CreateOutcome> {
     const ids = identities(req);
     const pools = ids.map((id) => poolForLabel(this.ctx, id.label));
-    const results: IntakeResult[] = [];
+    const existing: (IntakeResult | null)[] = [];
+    const wanted: NewVm[] = [];
     for (const [i, id] of ids.entries()) {
       const pool = pools[i]!;
       const newest = await this.ctx.store.findByIdentity(id.identity);
       if (newest && (!isTerminal(newest.state) || req.source !== 'legacy')) {
         // Explicit requests: the identity includes the attempt, so a create after the VM is gone
         // is a late duplicate, not new work. Legacy IDs repeat on re-runs: those start a new VM.
-        results.push({ vm: newest, created: false });
+        existing.push({ vm: newest, created: false });
         continue;
       }
+      existing.push(null);
       const generation = newest ? (await this.ctx.store.countByIdentity(id.identity)) + 1 : 1;
       const name = vmName({ repository: req.repository, label: id.label, key: id.key, generation });
-      const r = await this.ctx.store.insertVm(
-        {
-          name,
-          identity: id.identity,
-          pool: pool.name,
-          source: req.source,
-          repository: req.repository,
-          runId: req.runId ?? (req.legacyId ? req.legacyId.split('_')[0]! : null),
-          runAttempt: req.runAttempt ?? null,
-          label: id.label,
-          runnerLabels: [id.label, ...id.extraLabels, name],
-          credential: req.credential ?? null,
-          initialDeadline: deadlineFor(INITIAL_STATE, timeoutsFor(this.ctx, pool.name)),
-        },
-        this.ctx.clock(),
-      );
-      if (r.created)
-        this.ctx.log.info({ vm: name, pool: pool.name, repository: req.repository }, 'VM requested');
-      results.push(r);
+      wanted.push({
+        name,
+        identity: id.identity,
+        pool: pool.name,
+        provider: pool.provider,
+        source: req.source,
+        repository: req.repository,
+        runId: req.runId ?? (req.legacyId ? req.legacyId.split('_')[0]! : null),
+        runAttempt: req.runAttempt ?? null,
+        label: id.label,
+        runnerLabels: [id.label, ...id.extraLabels, name],
+        credential: req.credential ?? null,
+        initialDeadline: deadlineFor(INITIAL_STATE, timeoutsFor(this.ctx, pool.name)),
+      });
     }
+    const { results: inserted, duplicate } = await this.ctx.store.insertVms(
+      wanted,
+      this.ctx.clock(),
+      delivery,
+    );
+    const results = existing.map((e) => e ?? inserted.shift()!);
+    const created = results.filter((r) => r.created).map((r) => r.vm.name);
+    if (created.length)
+      this.ctx.log.info({ vms: created, repository: req.repository, source: req.source }, 'VMs requested');
     this.ctx.notifier.wake();
-    return results;
+    return { results, duplicate };
   }
 
   /** Destroys the live VMs a request identifies; identities with no live VM are simply absent. */

@@ -3,6 +3,7 @@
 // workers act — except for zombies, which no row owns, so the sweep destroys them itself after
 // seeing them on two consecutive passes.
 import { hostname } from 'node:os';
+import type { Provider } from '../providers/provider.ts';
 import type { Store, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
@@ -49,9 +50,14 @@ export class Reconciler {
     await this.running;
   }
 
-  /** Start-up: free leases of our own crashed predecessors, then adopt what still runs. */
+  /**
+   * Start-up: free leases of our own crashed predecessors, erase credentials nothing needs any
+   * more (rows written before that rule, or a crash between two writes), adopt what still runs.
+   */
   async recover(): Promise<SweepReport> {
     await releaseDeadLeases(this.ctx.store, this.ctx.instanceId);
+    const erased = await this.ctx.store.eraseSpentCredentials();
+    if (erased) this.ctx.log.info({ erased }, 'erased the credentials of ended VMs');
     return this.sweep();
   }
 
@@ -70,22 +76,41 @@ export class Reconciler {
       ghostsRemoved: 0,
       errors: [],
     };
-    const live = await this.ctx.store.listVms({ states: [...LINKED_STATES] });
+    // Every running VM, however many: a capped list once left most of 10,000 unchecked.
+    const live = await this.ctx.store.listVms({ states: LINKED_STATES });
     await this.sweepProviders(live, report);
+    const vanished = new Set(report.vanished);
     for (const vm of live) {
-      if (report.vanished.includes(vm.name) || this.links.has(vm.name)) continue;
+      if (vanished.has(vm.name) || this.links.has(vm.name)) continue;
       await this.links.ensure(vm);
       if (this.links.has(vm.name)) report.adopted++;
     }
     await this.sweepRegistrations(report);
     // The first pass after a start (crash recovery) always looks for ghosts.
     if (this.passes++ % this.ghostSweepEvery === 0) await this.sweepGhosts(report);
+    // Credentials erased since the last pass leave no copy in the database files.
+    await this.ctx.store.scrub();
     if (report.errors.length) this.ctx.log.warn({ errors: report.errors }, 'reconcile: some sweeps failed');
     return report;
   }
 
   /** VMs the store runs but the provider lost → vm_exited; VMs no row owns → zombies. */
   private async sweepProviders(live: VmRecord[], report: SweepReport): Promise<void> {
+    const expected = new Map<Provider, VmRecord[]>();
+    for (const vm of live) {
+      let provider: Provider;
+      try {
+        provider = this.ctx.providerFor(vm);
+      } catch (e) {
+        report.errors.push(`${vm.name}: ${(e as Error).message}`);
+        continue;
+      }
+      const list = expected.get(provider) ?? [];
+      list.push(vm);
+      expected.set(provider, list);
+    }
+    const liveNames = new Set(live.map((vm) => vm.name));
+    const seenNow = new Set<string>();
     for (const provider of this.ctx.providers()) {
       let observed;
       try {
@@ -95,38 +120,38 @@ export class Reconciler {
         continue;
       }
       const byName = new Map(observed.map((v) => [v.name, v]));
-      for (const vm of live) {
-        if (this.ctx.providerFor(vm.pool) !== provider) continue;
-        const seen = byName.get(vm.name);
-        if (!seen || seen.status !== 'running') {
-          report.vanished.push(vm.name);
-          await applyEvent(this.ctx, vm.name, { type: 'vm_exited' });
-        }
+      for (const vm of expected.get(provider) ?? []) {
+        if (byName.get(vm.name)?.status === 'running') continue;
+        report.vanished.push(vm.name);
+        await applyEvent(this.ctx, vm.name, { type: 'vm_exited' });
       }
-      const seenNow = new Set<string>();
-      for (const v of observed) {
-        const row = await this.ctx.store.getVm(v.name);
+      // VMs at the provider that no running row explains: a row in another live state
+      // (provisioning, destroying) owns them; any other is a zombie. Looked up in one batch.
+      const unexplained = observed.filter((v) => !liveNames.has(v.name)).map((v) => v.name);
+      const rows = new Map((await this.ctx.store.getVms(unexplained)).map((r) => [r.name, r]));
+      for (const name of unexplained) {
+        const row = rows.get(name);
         if (row && !isTerminal(row.state)) continue;
-        seenNow.add(v.name);
-        if (!this.suspects.has(v.name)) continue; // first sighting: could be a create in flight
+        seenNow.add(name);
+        if (!this.suspects.has(name)) continue; // first sighting: could be a create in flight
         try {
-          await provider.destroy(v.name);
-          report.zombiesDestroyed.push(v.name);
-          this.ctx.log.warn({ vm: v.name, row: row?.state ?? 'none' }, 'zombie VM destroyed');
+          await provider.destroy(name);
+          report.zombiesDestroyed.push(name);
+          this.ctx.log.warn({ vm: name, row: row?.state ?? 'none' }, 'zombie VM destroyed');
         } catch (e) {
-          report.errors.push(`destroy zombie ${v.name}: ${(e as Error).message}`);
+          report.errors.push(`destroy zombie ${name}: ${(e as Error).message}`);
         }
       }
-      this.suspects.clear();
-      for (const n of seenNow) if (!report.zombiesDestroyed.includes(n)) this.suspects.add(n);
     }
+    this.suspects.clear();
+    for (const n of seenNow) if (!report.zombiesDestroyed.includes(n)) this.suspects.add(n);
   }
 
-  /** Registrations whose VM is gone (a destroy step that could not reach GitHub), and ghosts. */
+  /** Registrations of ended VMs: left over by a destroy step that could not reach GitHub. */
   private async sweepRegistrations(report: SweepReport): Promise<void> {
-    for (const reg of await this.ctx.store.listRegistrations({ live: true })) {
+    for (const reg of await this.ctx.store.listRegistrations({ live: true, ofEndedVms: true })) {
       const vm = await this.ctx.store.getVmById(reg.vmId);
-      if (!vm || !isTerminal(vm.state)) continue;
+      if (!vm) continue;
       try {
         await this.ctx.runnersFor(vm).deleteRunner(reg.repository, reg.runnerId);
         await this.ctx.store.markRegistrationRemoved(reg.vmId, reg.runnerId, this.ctx.clock());
@@ -145,15 +170,24 @@ export class Reconciler {
    */
   private async sweepGhosts(report: SweepReport): Promise<void> {
     const since = this.ctx.clock() - GHOST_WINDOW_MS;
-    const recent = (await this.ctx.store.listVms({ limit: 1000 })).filter((v) => v.updatedAt >= since);
-    const byRepository = new Map<string, VmRecord>();
-    for (const vm of recent) if (!byRepository.has(vm.repository)) byRepository.set(vm.repository, vm);
-    for (const [repository, sample] of byRepository) {
+    for (const { repository, credential } of await this.ctx.store.recentRepositories(since)) {
+      let runners;
       try {
-        const runners = this.ctx.runnersFor(sample);
-        for (const r of await runners.listRunners(repository)) {
-          if (!r.name.startsWith(VM_PREFIX) || r.busy) continue;
-          const vm = await this.ctx.store.getVm(r.name);
+        runners = this.ctx.runnersFor({ repository, credential });
+      } catch (e) {
+        // No credential left for it (its legacy VMs ended and theirs were erased): nothing to use.
+        this.ctx.log.debug({ repository, err: (e as Error).message }, 'ghost sweep: no credential');
+        continue;
+      }
+      try {
+        const candidates = (await runners.listRunners(repository)).filter(
+          (r) => r.name.startsWith(VM_PREFIX) && !r.busy,
+        );
+        const rows = new Map(
+          (await this.ctx.store.getVms(candidates.map((r) => r.name))).map((v) => [v.name, v]),
+        );
+        for (const r of candidates) {
+          const vm = rows.get(r.name);
           if (!vm || vm.repository !== repository || !isTerminal(vm.state)) continue;
           await runners.deleteRunner(repository, r.id);
           await this.ctx.store.markRegistrationRemoved(vm.id, r.id, this.ctx.clock());
@@ -171,11 +205,10 @@ export class Reconciler {
 export async function releaseDeadLeases(store: Store, instanceId: string): Promise<number> {
   const prefix = `${instanceId}/${hostname()}/`;
   let released = 0;
-  for (const vm of await store.listVms()) {
-    if (!vm.leaseOwner?.startsWith(prefix)) continue;
-    const pid = Number(vm.leaseOwner.slice(prefix.length));
+  for (const { name, owner } of await store.leasesHeldBy(prefix)) {
+    const pid = Number(owner.slice(prefix.length));
     if (pid === process.pid || isAlive(pid)) continue;
-    if (await store.releaseLease(vm.name, vm.leaseOwner)) released++;
+    if (await store.releaseLease(name, owner)) released++;
   }
   return released;
 }

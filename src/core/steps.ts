@@ -21,7 +21,7 @@ export async function provision(
   if (vm.destroyRequested) return { type: 'create_cancelled' };
   try {
     const pool = poolOf(ctx, vm);
-    const provider = ctx.providerFor(vm.pool);
+    const provider = ctx.providerFor(vm);
     // Crash-resume: a previous attempt may have created the VM before the service died.
     const existing = await provider.get(vm.name);
     if (existing?.status === 'running') {
@@ -94,7 +94,7 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<string> {
 /** Removes the VM, then every runner registration it still has. Idempotent. */
 export async function destroy(ctx: CoreContext, vm: VmRecord, signal: AbortSignal): Promise<LifecycleEvent> {
   try {
-    await ctx.providerFor(vm.pool).destroy(vm.name, signal);
+    await ctx.providerFor(vm).destroy(vm.name, signal);
     const regs = await ctx.store.listRegistrations({ vmId: vm.id, live: true });
     if (regs.length > 0) {
       const runners = ctx.runnersFor(vm);

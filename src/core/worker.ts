@@ -155,7 +155,7 @@ export class Worker {
       { vm: vm.name, action: vm.action, ms: this.ctx.clock() - started, result: event.type },
       'step done',
     );
-    const r = await applyEvent(this.ctx, vm.name, event, lease);
+    const r = await applyEvent(this.ctx, vm.name, event, { lease });
     if (r.vm && r.vm.state === 'booting') await this.links.ensure(r.vm);
   }
 }

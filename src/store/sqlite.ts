@@ -4,10 +4,18 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { INITIAL_STATE, sqlList, TERMINAL_STATES, TRANSITIONS, type VmState } from '../model/states.ts';
+import {
+  INITIAL_STATE,
+  isTerminal,
+  sqlList,
+  TERMINAL_STATES,
+  TRANSITIONS,
+  type VmState,
+} from '../model/states.ts';
 import { migrations } from './migrations/sqlite.ts';
 import type {
   Decide,
+  DeliveryRef,
   Lease,
   NewVm,
   RunnerRegistration,
@@ -27,6 +35,7 @@ function toVm(r: Row): VmRecord {
     name: r.name as string,
     identity: r.identity as string,
     pool: r.pool as string,
+    provider: (r.provider as string | null) ?? null,
     source: r.source as VmRecord['source'],
     repository: r.repository as string,
     runId: (r.run_id as string | null) ?? null,
@@ -60,6 +69,8 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   /** Prepared statements by SQL text: preparing costs more than running most of them. */
   private readonly statements = new Map<string, Database.Statement>();
+  /** A secret was erased since the last scrub(). */
+  private erased = false;
 
   constructor(readonly file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
@@ -68,6 +79,8 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
+    // Deleted and overwritten values (erased credentials) are zeroed in the file, not just unlinked.
+    this.db.pragma('secure_delete = ON');
     this.migrate();
   }
 
@@ -122,6 +135,10 @@ export class SqliteStore implements Store {
   }
 
   async recordDelivery(source: string, id: string, now: number): Promise<boolean> {
+    return this.recordDeliverySync(source, id, now);
+  }
+
+  private recordDeliverySync(source: string, id: string, now: number): boolean {
     const r = this.sql(
       'INSERT INTO deliveries (source, id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     ).run(source, id, now);
@@ -129,39 +146,87 @@ export class SqliteStore implements Store {
   }
 
   async insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }> {
+    return (await this.insertVms([vm], now)).results[0]!;
+  }
+
+  async insertVms(
+    vms: NewVm[],
+    now: number,
+    delivery?: DeliveryRef,
+  ): Promise<{ results: { vm: VmRecord; created: boolean }[]; duplicate: boolean }> {
     return this.db
       .transaction(() => {
-        const live = this.sql(`SELECT * FROM vms WHERE identity = ? AND state NOT IN (${TERMINAL})`).get(
-          vm.identity,
-        ) as Row | undefined;
-        if (live) return { vm: toVm(live), created: false };
-        const info = this.sql(
-          `INSERT INTO vms (name, identity, pool, source, repository, run_id, run_attempt, label, runner_labels,
-               state, credential, deadline_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '${INITIAL_STATE}', ?, ?, ?, ?)`,
-        ).run(
-          vm.name,
-          vm.identity,
-          vm.pool,
-          vm.source,
-          vm.repository,
-          vm.runId,
-          vm.runAttempt,
-          vm.label,
-          JSON.stringify(vm.runnerLabels),
-          vm.credential,
-          vm.initialDeadline === null ? null : now + vm.initialDeadline * 1000,
-          now,
-          now,
-        );
-        this.sql(
-          `INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note)
-             VALUES (?, ?, 'requested', '${INITIAL_STATE}', '${INITIAL_STATE}', ?)`,
-        ).run(info.lastInsertRowid, now, `requested via ${vm.source}`);
-        const row = this.sql('SELECT * FROM vms WHERE id = ?').get(info.lastInsertRowid) as Row;
-        return { vm: toVm(row), created: true };
+        const results = vms.map((vm) => this.insertOne(vm, now));
+        const duplicate = delivery ? !this.recordDeliverySync(delivery.source, delivery.id, now) : false;
+        return { results, duplicate };
       })
       .immediate();
+  }
+
+  private insertOne(vm: NewVm, now: number): { vm: VmRecord; created: boolean } {
+    const live = this.sql(`SELECT * FROM vms WHERE identity = ? AND state NOT IN (${TERMINAL})`).get(
+      vm.identity,
+    ) as Row | undefined;
+    if (live) return { vm: toVm(live), created: false };
+    const deadlineAt = vm.initialDeadline === null ? null : now + vm.initialDeadline * 1000;
+    const info = this.sql(
+      `INSERT INTO vms (name, identity, pool, provider, source, repository, run_id, run_attempt, label,
+           runner_labels, state, credential, deadline_at, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '${INITIAL_STATE}', ?, ?, ?, ?)`,
+    ).run(
+      vm.name,
+      vm.identity,
+      vm.pool,
+      vm.provider,
+      vm.source,
+      vm.repository,
+      vm.runId,
+      vm.runAttempt,
+      vm.label,
+      JSON.stringify(vm.runnerLabels),
+      vm.credential,
+      deadlineAt,
+      now,
+      now,
+    );
+    const note = `requested via ${vm.source}`;
+    this.sql(
+      `INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note)
+         VALUES (?, ?, 'requested', '${INITIAL_STATE}', '${INITIAL_STATE}', ?)`,
+    ).run(info.lastInsertRowid, now, note);
+    // The row as written, without reading it back.
+    const id = Number(info.lastInsertRowid);
+    return {
+      created: true,
+      vm: {
+        id,
+        name: vm.name,
+        identity: vm.identity,
+        pool: vm.pool,
+        provider: vm.provider,
+        source: vm.source,
+        repository: vm.repository,
+        runId: vm.runId,
+        runAttempt: vm.runAttempt,
+        label: vm.label,
+        runnerLabels: [...vm.runnerLabels],
+        state: INITIAL_STATE,
+        destroyRequested: false,
+        failure: null,
+        attempts: 0,
+        destroyAttempts: 0,
+        action: null,
+        notBefore: 0,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        deadlineAt,
+        credential: vm.credential,
+        guestSeq: 0,
+        providerData: {},
+        createdAt: now,
+        updatedAt: now,
+      },
+    };
   }
 
   async findByIdentity(identity: string): Promise<VmRecord | null> {
@@ -192,8 +257,34 @@ export class SqliteStore implements Store {
       where.push('repository = ?');
       args.push(filter.repository);
     }
+    if (filter.before !== undefined) {
+      where.push('id < ?');
+      args.push(filter.before);
+    }
+    // No limit means every match: a silent cap here once hid VMs from the reconciler.
     const sql = `SELECT * FROM vms ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return (this.sql(sql).all(...args, filter.limit ?? 1000) as Row[]).map(toVm);
+    return (this.sql(sql).all(...args, filter.limit ?? -1) as Row[]).map(toVm);
+  }
+
+  async getVms(names: readonly string[]): Promise<VmRecord[]> {
+    const out: VmRecord[] = [];
+    // Chunks keep the statement cache small (one text per chunk size) and under SQLite's
+    // bound-parameter limit.
+    for (let i = 0; i < names.length; i += 500) {
+      const chunk = names.slice(i, i + 500);
+      const sql = `SELECT * FROM vms WHERE name IN (${chunk.map(() => '?').join(', ')})`;
+      for (const r of this.sql(sql).all(...chunk) as Row[]) out.push(toVm(r));
+    }
+    return out;
+  }
+
+  async recentRepositories(since: number): Promise<{ repository: string; credential: string | null }[]> {
+    return this.sql(
+      `SELECT repository,
+           (SELECT credential FROM vms c WHERE c.repository = v.repository AND c.credential IS NOT NULL
+              ORDER BY c.id DESC LIMIT 1) AS credential
+         FROM vms v WHERE updated_at >= ? GROUP BY repository ORDER BY repository`,
+    ).all(since) as { repository: string; credential: string | null }[];
   }
 
   async getVmById(id: number): Promise<VmRecord | null> {
@@ -236,6 +327,7 @@ export class SqliteStore implements Store {
     decide: Decide,
     now: number,
     lease?: Lease,
+    guestSeq?: number,
   ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }> {
     return this.db
       .transaction(() => {
@@ -245,62 +337,80 @@ export class SqliteStore implements Store {
         if (lease && (vm.leaseOwner !== lease.owner || vm.leaseExpiresAt !== lease.expiresAt)) {
           return { vm, applied: false, leaseLost: true };
         }
-        const releaseSql = lease ? ', lease_owner = NULL, lease_expires_at = NULL' : '';
+        // Unchanged fields are rewritten as they were: one statement whatever happened.
+        const after: VmRecord = { ...vm, updatedAt: now };
+        if (lease) {
+          after.leaseOwner = null;
+          after.leaseExpiresAt = null;
+        }
+        if (guestSeq !== undefined && guestSeq > vm.guestSeq) after.guestSeq = guestSeq;
         const t = decide(vm);
-        if (!t) {
-          if (lease) this.sql(`UPDATE vms SET updated_at = ?${releaseSql} WHERE id = ?`).run(now, vm.id);
-          return {
-            vm: toVm(this.sql('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row),
-            applied: false,
-            leaseLost: false,
-          };
+        if (t) {
+          const d = t.decision;
+          if (d.state !== vm.state && !TRANSITIONS[vm.state].includes(d.state)) {
+            throw new InvalidTransitionError(
+              `${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`,
+            );
+          }
+          Object.assign(after, {
+            state: d.state,
+            destroyRequested: d.destroyRequested,
+            failure: d.failure,
+            attempts: d.attempts,
+            destroyAttempts: d.destroyAttempts,
+            action: d.action,
+            notBefore: now + d.delayMs,
+            deadlineAt:
+              d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000,
+          });
+          this.sql(
+            'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
+          ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
+        } else if (!lease && after.guestSeq === vm.guestSeq) {
+          return { vm, applied: false, leaseLost: false }; // nothing to write
         }
-        const d = t.decision;
-        if (d.state !== vm.state && !TRANSITIONS[vm.state].includes(d.state)) {
-          throw new InvalidTransitionError(
-            `${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`,
-          );
+        if (isTerminal(after.state) && after.credential !== null && !this.hasLiveRegistration(vm.id)) {
+          after.credential = null;
+          this.erased = true;
         }
-        const deadlineAt =
-          d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000;
         this.sql(
           `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
-               action = ?, not_before = ?, deadline_at = ?, updated_at = ?${releaseSql}
+               action = ?, not_before = ?, deadline_at = ?, lease_owner = ?, lease_expires_at = ?,
+               guest_seq = ?, credential = ?, updated_at = ?
              WHERE id = ?`,
         ).run(
-          d.state,
-          d.destroyRequested ? 1 : 0,
-          d.failure,
-          d.attempts,
-          d.destroyAttempts,
-          d.action,
-          now + d.delayMs,
-          deadlineAt,
+          after.state,
+          after.destroyRequested ? 1 : 0,
+          after.failure,
+          after.attempts,
+          after.destroyAttempts,
+          after.action,
+          after.notBefore,
+          after.deadlineAt,
+          after.leaseOwner,
+          after.leaseExpiresAt,
+          after.guestSeq,
+          after.credential,
           now,
           vm.id,
         );
-        this.sql(
-          'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
-        ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
-        const after = toVm(this.sql('SELECT * FROM vms WHERE id = ?').get(vm.id) as Row);
-        return { vm: after, applied: true, leaseLost: false };
+        return { vm: after, applied: t !== null, leaseLost: false };
       })
       .immediate();
+  }
+
+  private hasLiveRegistration(vmId: number): boolean {
+    return (
+      this.sql('SELECT 1 FROM runner_registrations WHERE vm_id = ? AND removed_at IS NULL LIMIT 1').get(
+        vmId,
+      ) !== undefined
+    );
   }
 
   async setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void> {
     this.sql(
       'UPDATE vms SET provider_data = json_patch(provider_data, ?), updated_at = ? WHERE name = ?',
     ).run(JSON.stringify(data), now, name);
-  }
-
-  async setGuestSeq(name: string, seq: number, now: number): Promise<void> {
-    this.sql('UPDATE vms SET guest_seq = ?, updated_at = ? WHERE name = ? AND guest_seq < ?').run(
-      seq,
-      now,
-      name,
-      seq,
-    );
   }
 
   async claim(owner: string, now: number, leaseMs: number, limit: number): Promise<VmRecord[]> {
@@ -321,6 +431,13 @@ export class SqliteStore implements Store {
       'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
     ).run(expiresAt, name, lease.owner, lease.expiresAt);
     return r.changes === 1 ? { owner: lease.owner, expiresAt } : null;
+  }
+
+  async leasesHeldBy(prefix: string): Promise<{ name: string; owner: string }[]> {
+    // substr, not LIKE: the prefix is data and may hold LIKE's wildcards.
+    return this.sql(
+      'SELECT name, lease_owner AS owner FROM vms WHERE lease_owner IS NOT NULL AND substr(lease_owner, 1, ?) = ?',
+    ).all(prefix.length, prefix) as { name: string; owner: string }[];
   }
 
   async releaseLease(name: string, owner: string): Promise<boolean> {
@@ -346,21 +463,31 @@ export class SqliteStore implements Store {
   }
 
   async markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void> {
-    this.sql(
-      'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
-    ).run(now, vmId, runnerId);
+    this.db
+      .transaction(() => {
+        this.sql(
+          'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
+        ).run(now, vmId, runnerId);
+        if (this.eraseSpent('AND id = ?', vmId) > 0) this.erased = true;
+      })
+      .immediate();
   }
 
-  async listRegistrations(filter: { vmId?: number; live?: boolean }): Promise<RunnerRegistration[]> {
+  async listRegistrations(filter: {
+    vmId?: number;
+    live?: boolean;
+    ofEndedVms?: boolean;
+  }): Promise<RunnerRegistration[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.vmId !== undefined) {
-      where.push('vm_id = ?');
+      where.push('r.vm_id = ?');
       args.push(filter.vmId);
     }
-    if (filter.live) where.push('removed_at IS NULL');
+    if (filter.live) where.push('r.removed_at IS NULL');
+    if (filter.ofEndedVms) where.push(`r.vm_id IN (SELECT id FROM vms WHERE state IN (${TERMINAL}))`);
     const rows = this.sql(
-      `SELECT * FROM runner_registrations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at`,
+      `SELECT r.* FROM runner_registrations r ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY r.created_at`,
     ).all(...args) as Row[];
     return rows.map((r) => ({
       vmId: r.vm_id as number,
@@ -370,5 +497,27 @@ export class SqliteStore implements Store {
       createdAt: r.created_at as number,
       removedAt: (r.removed_at as number | null) ?? null,
     }));
+  }
+
+  async eraseSpentCredentials(): Promise<number> {
+    const n = this.eraseSpent('', undefined);
+    if (n > 0) this.erased = true;
+    return n;
+  }
+
+  /** Nulls the credential of ended VMs (all, or `AND id = ?`) that have no live registration. */
+  private eraseSpent(extra: string, id: number | undefined): number {
+    return this.sql(
+      `UPDATE vms SET credential = NULL
+         WHERE credential IS NOT NULL AND state IN (${TERMINAL}) ${extra}
+           AND NOT EXISTS (SELECT 1 FROM runner_registrations r WHERE r.vm_id = vms.id AND r.removed_at IS NULL)`,
+    ).run(...(id === undefined ? [] : [id])).changes;
+  }
+
+  async scrub(): Promise<void> {
+    if (!this.erased) return;
+    this.erased = false;
+    // Page images holding an erased value may sit in the WAL until it is reset: truncate it.
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 }

@@ -12,6 +12,8 @@ export interface VmRecord {
   /** Live-unique identity (e.g. `control:owner/repo:run:attempt:label`). */
   identity: string;
   pool: string;
+  /** The provider instance that creates it (null: a row from before providers had names). */
+  provider: string | null;
   source: VmSource;
   repository: string;
   runId: string | null;
@@ -32,7 +34,10 @@ export interface VmRecord {
   leaseExpiresAt: number | null;
   /** Epoch ms: a `timeout` event is due at this time. */
   deadlineAt: number | null;
-  /** Legacy requests: the PAT as received (openssl-encrypted); decrypted only when used. */
+  /**
+   * Legacy requests: the PAT as received (openssl-encrypted), decrypted only when used; erased
+   * once the VM has ended and none of its runner registrations is left to remove.
+   */
   credential: string | null;
   /** Highest guest channel message sequence number applied. */
   guestSeq: number;
@@ -65,6 +70,8 @@ export interface NewVm {
   name: string;
   identity: string;
   pool: string;
+  /** The provider instance serving the pool now. */
+  provider: string;
   source: VmSource;
   repository: string;
   runId: string | null;
@@ -95,9 +102,18 @@ export interface Lease {
 }
 
 export interface VmFilter {
-  states?: VmState[];
+  states?: readonly VmState[];
   repository?: string;
+  /** At most this many (default: every match: callers that need a bound page with `before`). */
   limit?: number;
+  /** Only VMs with a smaller id (newest first: the previous page's last id is the next cursor). */
+  before?: number;
+}
+
+/** Which delivery a request came with: recorded in the same transaction as its intent. */
+export interface DeliveryRef {
+  source: string;
+  id: string;
 }
 
 export interface Store {
@@ -112,11 +128,23 @@ export interface Store {
    * returns that one instead (`created: false`). The `pending` state is recorded as its first event.
    */
   insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }>;
+  /**
+   * insertVm for each, and the request's delivery id, in one transaction: a request is recorded
+   * whole or not at all. `duplicate`: the delivery id was seen before.
+   */
+  insertVms(
+    vms: NewVm[],
+    now: number,
+    delivery?: DeliveryRef,
+  ): Promise<{ results: { vm: VmRecord; created: boolean }[]; duplicate: boolean }>;
   /** The newest VM with this identity, live or not. */
   findByIdentity(identity: string): Promise<VmRecord | null>;
   /** How many VMs (any state) have carried this identity: the next generation number. */
   countByIdentity(identity: string): Promise<number>;
   getVm(name: string): Promise<VmRecord | null>;
+  /** The VMs with these names (absent names are simply missing from the answer). */
+  getVms(names: readonly string[]): Promise<VmRecord[]>;
+  /** Matching VMs, newest first; every match unless `limit` bounds it (pages: `before`). */
   listVms(filter?: VmFilter): Promise<VmRecord[]>;
   getVmById(id: number): Promise<VmRecord | null>;
   /** How many VMs are in one of `states`, per pool (capacity accounting, cheap). */
@@ -124,6 +152,11 @@ export interface Store {
   /** The oldest pending VMs of each pool, at most `perPool[pool]` each, oldest first overall. */
   pendingHeads(perPool: Record<string, number>): Promise<{ id: number; name: string; pool: string }[]>;
   listEvents(vmId: number): Promise<VmEventRecord[]>;
+  /**
+   * Repositories with a VM changed since `since`, each with the newest credential its VMs still
+   * hold (null: none; the service's own token is then the only way to reach GitHub for it).
+   */
+  recentRepositories(since: number): Promise<{ repository: string; credential: string | null }[]>;
 
   /**
    * Applies `decide` to the VM inside one transaction and appends the audit event. With `lease`,
@@ -136,12 +169,12 @@ export interface Store {
     decide: Decide,
     now: number,
     lease?: Lease,
+    /** A guest message's seq: recorded (monotonic) in the same write, applied or not. */
+    guestSeq?: number,
   ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }>;
 
   /** Merges provider data (e.g. the channel address) into the VM's record. */
   setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void>;
-  /** Records the highest guest message seq applied (monotonic). */
-  setGuestSeq(name: string, seq: number, now: number): Promise<void>;
 
   /**
    * Leases up to `limit` VMs with a due action and no live lease: one conditional update
@@ -153,13 +186,31 @@ export interface Store {
 
   /** Drops a lease held by `owner` (a crashed process of ours), so its step is resumed now. */
   releaseLease(name: string, owner: string): Promise<boolean>;
+  /** VMs leased by an owner whose name starts with `prefix` (this host's processes). */
+  leasesHeldBy(prefix: string): Promise<{ name: string; owner: string }[]>;
 
   /** VMs in a non-terminal state whose deadline has passed. */
   due(now: number): Promise<VmRecord[]>;
 
   recordRegistration(reg: Omit<RunnerRegistration, 'removedAt'>): Promise<void>;
+  /** Marks it removed; a VM that has ended and has no other left loses its credential. */
   markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void>;
-  listRegistrations(filter: { vmId?: number; live?: boolean }): Promise<RunnerRegistration[]>;
+  listRegistrations(filter: {
+    vmId?: number;
+    live?: boolean;
+    /** Only those of VMs that have ended (left over by a destroy that could not reach GitHub). */
+    ofEndedVms?: boolean;
+  }): Promise<RunnerRegistration[]>;
+  /**
+   * Erases the credentials of every VM that has ended with no registration left (start-up: rows
+   * from before this rule, or from a crash between the two writes); returns how many.
+   */
+  eraseSpentCredentials(): Promise<number>;
+  /**
+   * Makes erased values unrecoverable from the files too (old page images in a write-ahead log);
+   * cheap when nothing was erased since the last call.
+   */
+  scrub(): Promise<void>;
 
   /** Cheap liveness check for /healthz. */
   ping(): Promise<void>;

@@ -8,6 +8,7 @@ export function newVm(n: number, extra: Partial<NewVm> = {}): NewVm {
     name,
     identity: `control:${repository}:${n}:1:linux`,
     pool: 'linux',
+    provider: 'qemu',
     source: 'control',
     repository,
     runId: String(n),

@@ -151,8 +151,9 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       const { vm } = await s.insertVm(newVm(10), 1000);
       await s.setProviderData(vm.name, { channel: { kind: 'unix', path: '/x' } }, 1001);
       await s.setProviderData(vm.name, { pid: 42 }, 1002);
-      await s.setGuestSeq(vm.name, 3, 1003);
-      await s.setGuestSeq(vm.name, 2, 1004);
+      // A guest message without a lifecycle event still records its seq; seqs only grow.
+      await s.transition(vm.name, () => null, 1003, undefined, 3);
+      await s.transition(vm.name, () => null, 1004, undefined, 2);
       const got = await s.getVm(vm.name);
       assert.deepEqual(got?.providerData, { channel: { kind: 'unix', path: '/x' }, pid: 42 });
       assert.equal(got?.guestSeq, 3);
@@ -167,6 +168,93 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       await s.markRegistrationRemoved(vm.id, 7, 5);
       assert.equal((await s.listRegistrations({ live: true })).length, 0);
       assert.equal((await s.listRegistrations({ vmId: vm.id }))[0]?.removedAt, 5);
+    });
+
+    it('lists every match unless a limit is given, newest first, in pages by id', async () => {
+      const s = await makeStore();
+      const names: string[] = [];
+      for (let i = 0; i < 1205; i++) names.push((await s.insertVm(newVm(1000 + i), 1000)).vm.name);
+      const all = await s.listVms({ states: ['pending'] });
+      assert.equal(all.length, 1205, 'no silent cap');
+      assert.deepEqual(
+        all.map((v) => v.name),
+        [...names].reverse(),
+      );
+      const seen: string[] = [];
+      let before: number | undefined;
+      for (;;) {
+        const page = await s.listVms({ limit: 500, ...(before ? { before } : {}) });
+        seen.push(...page.map((v) => v.name));
+        if (page.length < 500) break;
+        before = page.at(-1)!.id;
+      }
+      assert.deepEqual(seen, [...names].reverse());
+      assert.deepEqual(
+        (await s.getVms([names[3]!, 'hatchery-absent', names[1200]!])).map((v) => v.name).sort(),
+        [names[3]!, names[1200]!].sort(),
+      );
+    });
+
+    it('records a request whole: its VMs and its delivery id in one transaction', async () => {
+      const s = await makeStore();
+      const one = await s.insertVms([newVm(20), newVm(21)], 1000, { source: 'control', id: 'd-1' });
+      assert.deepEqual(
+        one.results.map((r) => r.created),
+        [true, true],
+      );
+      assert.equal(one.duplicate, false);
+      assert.deepEqual(one.results[0]!.vm, await s.getVm(one.results[0]!.vm.name), 'the row as written');
+      const again = await s.insertVms([newVm(20)], 1001, { source: 'control', id: 'd-1' });
+      assert.deepEqual(
+        [again.results[0]!.created, again.results[0]!.vm.name, again.duplicate],
+        [false, one.results[0]!.vm.name, true],
+      );
+    });
+
+    it('returns the row as written by a transition (the same as reading it back)', async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(22), 1000);
+      const r = await s.transition(vm.name, apply({ type: 'admitted' }), 2000, undefined, 4);
+      assert.deepEqual(r.vm, await s.getVm(vm.name));
+      const lease = { owner: 'w', expiresAt: 0 };
+      const [claimed] = await s.claim('w', 3000, 1000, 1);
+      lease.expiresAt = claimed!.leaseExpiresAt!;
+      const done = await s.transition(vm.name, apply({ type: 'created' }), 3500, lease);
+      assert.equal(done.vm?.leaseOwner, null);
+      assert.deepEqual(done.vm, await s.getVm(vm.name));
+    });
+
+    it("erases a legacy VM's credential once it has ended and no registration is left", async () => {
+      const s = await makeStore();
+      const { vm } = await s.insertVm(newVm(23, { credential: 'U2FsdGVkX1-secret' }), 1000);
+      await s.recordRegistration({
+        vmId: vm.id,
+        repository: 'o/r',
+        runnerId: 9,
+        runnerName: vm.name,
+        createdAt: 1,
+      });
+      for (const e of [
+        { type: 'admitted' },
+        { type: 'created' },
+        { type: 'destroy_requested', by: 't' },
+        { type: 'destroy_done' },
+      ] as LifecycleEvent[])
+        await s.transition(vm.name, apply(e), 2000);
+      const ended = await s.getVm(vm.name);
+      assert.equal(ended?.state, 'destroyed');
+      assert.equal(ended?.credential, 'U2FsdGVkX1-secret', 'still needed: a registration is left');
+      assert.deepEqual(
+        (await s.listRegistrations({ live: true, ofEndedVms: true })).map((r) => r.runnerId),
+        [9],
+      );
+      await s.markRegistrationRemoved(vm.id, 9, 3000);
+      assert.equal((await s.getVm(vm.name))?.credential, null);
+      // A row that ended before this rule existed is erased at start-up.
+      const { vm: old } = await s.insertVm(newVm(24, { credential: 'U2FsdGVkX1-old' }), 1000);
+      await s.transition(old.name, apply({ type: 'destroy_requested', by: 't' }), 1001);
+      assert.equal((await s.getVm(old.name))?.credential, null, 'pending → destroyed: erased at once');
+      assert.equal(await s.eraseSpentCredentials(), 0);
     });
   });
 }
@@ -190,10 +278,10 @@ describe('sqlite migrations', () => {
     const file = path.join(dir, 'migrate.db');
     const a = new SqliteStore(file);
     opened.push(a);
-    assert.equal(a.schemaVersion(), 1);
+    assert.equal(a.schemaVersion(), 2);
     assert.deepEqual(a.migrate(), [], 'a second run applies nothing');
     const b = new SqliteStore(file);
     opened.push(b);
-    assert.equal(b.schemaVersion(), 1);
+    assert.equal(b.schemaVersion(), 2);
   });
 });

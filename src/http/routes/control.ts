@@ -77,13 +77,14 @@ export function controlRoutes(deps: {
     if (deliveryId !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(deliveryId)) {
       throw badRequest('X-Hatchery-Delivery', 'at most 128 letters, digits, ".", "_", ":", "-"');
     }
-    const recordDelivery = async (): Promise<boolean> =>
-      deliveryId ? !(await deps.store.recordDelivery('control', deliveryId, deps.clock())) : false;
     if (body.action === 'create') {
-      const results = await deps.intake.create(common);
+      const { results, duplicate } = await deps.intake.create(
+        common,
+        deliveryId ? { source: 'control', id: deliveryId } : undefined,
+      );
       res.status(202).json({
         action: 'create',
-        duplicate: await recordDelivery(),
+        duplicate,
         vms: results.map(({ vm, created }) => ({
           ...vmView(vm, base),
           created,
@@ -92,9 +93,12 @@ export function controlRoutes(deps: {
       });
     } else {
       const vms = await deps.intake.destroy({ ...common, by: 'control request' });
+      const duplicate = deliveryId
+        ? !(await deps.store.recordDelivery('control', deliveryId, deps.clock()))
+        : false;
       res.status(202).json({
         action: 'destroy',
-        duplicate: await recordDelivery(),
+        duplicate,
         vms: vms.map((vm) => vmView(vm, base)),
       });
     }

@@ -93,13 +93,13 @@ export function legacyRoutes(deps: {
     }
     let results;
     try {
-      results = await deps.intake.create({
+      ({ results } = await deps.intake.create({
         source: 'legacy',
         repository: request.repository,
         labels: request.servers,
         legacyId: request.key,
         credential: request.pat,
-      });
+      }));
     } catch (e) {
       const err = toRequestError(e);
       if (!err) throw e;

@@ -77,4 +77,12 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'the provider instance of each VM',
+    // Pools name a provider instance (providers.<name>); a VM keeps the one that created it, so
+    // it can be destroyed after its pool is renamed or removed. Rows from before: NULL (the
+    // pool's provider is used).
+    sql: `ALTER TABLE vms ADD COLUMN provider TEXT;`,
+  },
 ];
