@@ -60,6 +60,16 @@ export class HatcheryService {
 
     const providers = opts.providers ?? Providers.build(config, log);
     const apis = new Map<string, RunnersApi>();
+    const apiFor = (token: string): RunnersApi => {
+      let api = apis.get(token);
+      if (!api) {
+        api = createRunnersApi({ apiUrl: config.github.api_url, token });
+        // Legacy requests may each bring their own PAT: keep only the most recent clients.
+        if (apis.size >= 32) apis.delete(apis.keys().next().value!);
+        apis.set(token, api);
+      }
+      return api;
+    };
     const runnersFor = (vm: { credential: string | null }): RunnersApi => {
       let token = config.github.token;
       if (vm.credential) {
@@ -69,14 +79,7 @@ export class HatcheryService {
       }
       if (!token)
         throw new GitHubError('no GitHub credential: set github.token (HATCHERY_GITHUB_TOKEN)', 401);
-      let api = apis.get(token);
-      if (!api) {
-        api = createRunnersApi({ apiUrl: config.github.api_url, token });
-        // Legacy requests may each bring their own PAT: keep only the most recent clients.
-        if (apis.size >= 32) apis.delete(apis.keys().next().value!);
-        apis.set(token, api);
-      }
-      return api;
+      return apiFor(token);
     };
 
     const notifier = new Notifier();
@@ -149,11 +152,12 @@ export class HatcheryService {
     log.info({ adopted: recovered.adopted, vanished: recovered.vanished.length }, 'recovered state');
     worker.start();
     reconciler.start();
-    if (opts.http !== false) await service.listen();
+    if (opts.http !== false) await service.listen(apiFor);
     return service;
   }
 
-  private async listen(): Promise<void> {
+  /** `apiFor`: the GitHub client for a token (the legacy route checks the PATs it is sent). */
+  private async listen(apiFor: (token: string) => RunnersApi): Promise<void> {
     const { config } = this;
     const app = createApp({
       intake: this.intake,
@@ -171,6 +175,7 @@ export class HatcheryService {
             waitForReady: config.legacy.wait_for_ready,
             waitTimeoutS: config.legacy.wait_timeout,
             hasDefaultToken: Boolean(config.github.token),
+            checkToken: (repository, token) => apiFor(token).checkAccess(repository),
           }
         : undefined,
       bodyLimit: config.server.body_limit,

@@ -37,6 +37,13 @@ export interface RunnersApi {
     req: { name: string; labels: string[]; runnerGroupId: number; workFolder?: string },
   ): Promise<JitConfig>;
   listRunners(repository: string): Promise<RunnerInfo[]>;
+  /**
+   * Resolves if this credential may manage the repository's self-hosted runners, else throws
+   * GitHubError. One runner's page: like minting a JIT config it needs admin access to the
+   * repository and, for a classic PAT, the `repo` scope (a fine-grained token needs
+   * Administration: read here but write to mint, so a read-only one passes and fails later).
+   */
+  checkAccess(repository: string): Promise<void>;
   /** Deletes a registration; an absent runner counts as deleted. */
   deleteRunner(repository: string, runnerId: number): Promise<'deleted' | 'absent'>;
 }
@@ -118,6 +125,20 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
         if (all.length >= r.data.total_count || r.data.runners.length === 0) break;
       }
       return all;
+    },
+
+    async checkAccess(repository) {
+      const { owner, repo } = split(repository);
+      try {
+        await octokit.request('GET /repos/{owner}/{repo}/actions/runners', {
+          owner,
+          repo,
+          per_page: 1,
+          headers,
+        });
+      } catch (e) {
+        throw wrap(`list runners of ${repository}`, e);
+      }
     },
 
     async deleteRunner(repository, runnerId) {

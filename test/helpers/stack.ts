@@ -37,6 +37,8 @@ export interface PoolSpec {
   labels: string[];
   /** Where the guest's 10.0.2.100:80 leads; default the stand-in GitHub. */
   forwardTo?: string;
+  /** Default the tiny test guest. */
+  image?: string;
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
 }
@@ -46,7 +48,15 @@ export interface StackOptions {
   /** Tokens the stand-in accepts; the first is the service's github.token unless githubToken is false. */
   tokens?: string[];
   githubToken?: boolean;
-  legacy?: { secret: string; openssl_password: string; wait_for_ready?: boolean; wait_timeout?: number };
+  /** Token → the only repositories the stand-in lets it use (FakeGitHubOptions.grants). */
+  grants?: Record<string, string[]>;
+  legacy?: {
+    secret?: string;
+    allow_unsigned?: boolean;
+    openssl_password: string;
+    wait_for_ready?: boolean;
+    wait_timeout?: number;
+  };
   maxVms?: number;
   workers?: { concurrency?: number; poll_ms?: number; lease_seconds?: number };
   logLevel?: string;
@@ -82,6 +92,7 @@ export class StackFiles {
     const fake = await FakeGitHub.start({
       guestBaseUrl: `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
       tokens,
+      grants: opts.grants,
     });
     return new StackFiles(fake, { ...opts, tokens });
   }
@@ -92,6 +103,7 @@ export class StackFiles {
     const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => ({
       name: p.name,
       labels: p.labels,
+      ...(p.image ? { image: p.image } : {}),
       memory: 256,
       max_vms: p.max_vms ?? 4,
       forwards: [{ guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost }],

@@ -213,6 +213,33 @@ describe('FakeGitHub REST API', () => {
     assert.match(takeViolations(fake).join('\n'), /unsupported X-GitHub-Api-Version "2021-01-01"/);
   });
 
+  it('lets a granted token use only its repositories (404 elsewhere, as GitHub hides them)', async () => {
+    const limited = await FakeGitHub.start({
+      tokens: [DEFAULT_TOKEN, 'ghp_limited'],
+      grants: { ghp_limited: ['octo/Mine'] },
+    });
+    try {
+      const as = (token: string, p: string) =>
+        gh(limited, 'GET', p, undefined, { auth: `token ${token}` }).then((r) => r.status);
+      assert.equal(await as('ghp_limited', '/repos/octo/mine/actions/runners?per_page=1'), 200);
+      assert.equal(await as('ghp_limited', '/repos/octo/theirs/actions/runners'), 404);
+      assert.equal(await as('ghp_limited', '/orgs/octo/actions/runners'), 404);
+      const jit = await gh(
+        limited,
+        'POST',
+        '/repos/octo/theirs/actions/runners/generate-jitconfig',
+        { name: 'vm-x', runner_group_id: 1, labels: ['x'] },
+        { auth: 'token ghp_limited' },
+      );
+      assert.equal(jit.status, 404);
+      assert.deepEqual(limited.runners(), [], 'nothing registered for a token without the grant');
+      assert.equal(await as(DEFAULT_TOKEN, '/repos/octo/theirs/actions/runners'), 200, 'ungranted: any');
+      assert.deepEqual(takeViolations(limited), []);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('answers 422 Validation Failed to a drifted request and records it', async () => {
     const noLabels = await gh(fake, 'POST', '/repos/octo/drift/actions/runners/generate-jitconfig', {
       name: 'vm-1',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseLegacyBody } from '../../src/http/legacy-body.ts';
+import { spinwData } from '../helpers/legacy-clients.ts';
 
 /** The body the distributhor/workflow-webhook v1 action builds around SpinW's `data`. */
 const envelope = (data: unknown, repository = 'SpinW/spinw') => ({
@@ -26,6 +27,27 @@ describe('parseLegacyBody', () => {
       key: '123_4',
       pat: 'U2Fs_dGVk_',
     });
+  });
+  it("parses the body SpinW's curl step builds: create with PAT, destroy without", () => {
+    // `--data "{\"data\":$DATA, \"repository\":\"$GITHUB_REPOSITORY\"}"`
+    const body = (data: string) => JSON.parse(`{"data":${data}, "repository":"SpinW/spinw"}`) as unknown;
+    const create = parseLegacyBody(
+      body(spinwData({ ghcontrol: 'create', servers: 'linux, windows', pat: 'U2Fs_dGVk_', id: '98765_12' })),
+      undefined,
+    );
+    assert.deepEqual(create, {
+      action: 'create',
+      repository: 'SpinW/spinw',
+      servers: ['linux', 'windows'],
+      id: '98765_12',
+      key: '98765_12',
+      pat: 'U2Fs_dGVk_',
+    });
+    const destroy = parseLegacyBody(
+      body(spinwData({ ghcontrol: 'destroy', servers: 'linux, windows', id: '98765_12' })),
+      undefined,
+    );
+    assert.deepEqual([destroy.action, destroy.key, destroy.pat], ['destroy', '98765_12', null]);
   });
   it('strips brackets and spaces, maps linux-2 to linux, dedupes', () => {
     const r = parseLegacyBody(

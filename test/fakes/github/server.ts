@@ -39,6 +39,12 @@ export interface FakeGitHubOptions {
   guestBaseUrl?: string;
   /** When given, only these repositories (`owner/repo`) and their owners exist; others answer 404. */
   repositories?: string[];
+  /**
+   * Token → the only repositories (`owner/repo`) it may use; a token not listed may use any. Any
+   * other repository, and every organization, answers 404 to it, as GitHub answers for what a
+   * token cannot see (e.g. a fine-grained PAT not granted that repository).
+   */
+  grants?: Record<string, string[]>;
   /** How long a runner's long poll is held when no job comes (default 25 s). */
   longPollMs?: number;
   /**
@@ -85,6 +91,7 @@ export class FakeGitHub {
   private readonly state: FakeState;
   private readonly tokens: Set<string>;
   private readonly repositories: Set<string> | undefined;
+  private readonly grants: Map<string, Set<string>>;
   private readonly protocol: RunnerProtocol;
   private readonly tarballData: Buffer;
   private readonly app = express();
@@ -99,6 +106,9 @@ export class FakeGitHub {
     this.state = new FakeState(formatJobAssignment);
     this.tokens = new Set(opts.tokens ?? [DEFAULT_TOKEN]);
     this.repositories = opts.repositories && new Set(opts.repositories.map((r) => r.toLowerCase()));
+    this.grants = new Map(
+      Object.entries(opts.grants ?? {}).map(([t, repos]) => [t, new Set(repos.map((r) => r.toLowerCase()))]),
+    );
     this.guestUrl = opts.guestBaseUrl?.replace(/\/+$/, '');
     const tarball = buildRunnerTarball();
     this.tarballData = tarball.data;
@@ -365,6 +375,11 @@ export class FakeGitHub {
         this.reply(req, res, notFound(), match);
         return;
       }
+    }
+    const granted = this.grants.get(auth[1]!);
+    if (granted && (scope.kind !== 'repo' || !granted.has(`${scope.owner}/${scope.repo}`.toLowerCase()))) {
+      this.reply(req, res, notFound(), match);
+      return;
     }
 
     let reply: RestReply;
