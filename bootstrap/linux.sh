@@ -288,6 +288,8 @@ power_off() {
 
 finish() {
   trap '' INT TERM HUP
+  # The last word: on the http channel nothing else tells the host that this VM is done.
+  if [ -n "$WRITER_PID" ] && [ "$CFG_POWEROFF" != 0 ]; then emit poweroff; fi
   flush_channel 10
   for _fi_pid in $FOLLOW_PID $POLLER_PID $READER_PID $WRITER_PID; do
     kill "$_fi_pid" 2>/dev/null

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { publicUrl } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import type { CoreContext } from './core/context.ts';
+import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
 import { Notifier } from './core/notifier.ts';
@@ -83,6 +84,8 @@ export class HatcheryService {
     };
 
     const notifier = new Notifier();
+    // The service's URL is known once it listens (port 0 picks one): read it late.
+    let baseUrl = (): string => publicUrl(config);
     const ctx: CoreContext = {
       store,
       providerFor: (vm) => (vm.provider && providers.named(vm.provider)) || providers.forPool(vm.pool),
@@ -96,6 +99,7 @@ export class HatcheryService {
           : null,
       runnerGroupId: config.github.runner_group_id,
       bootstrap: readFileSync(BOOTSTRAP_PATH, 'utf8'),
+      channelUrl: (pool) => pool.channel_url ?? baseUrl(),
       instanceId: config.instance_id,
       clock,
       log,
@@ -112,7 +116,7 @@ export class HatcheryService {
 
     const links = new GuestLinks(ctx);
     const intake = new Intake(ctx);
-    const worker = new Worker(ctx, links, {
+    const worker = new Worker(ctx, {
       concurrency: config.workers.concurrency,
       leaseMs: config.workers.lease_seconds * 1000,
       pollMs: config.workers.poll_ms,
@@ -134,6 +138,7 @@ export class HatcheryService {
       reconciler,
       log,
     );
+    baseUrl = () => service.url;
 
     // Images used by pools are made ready (built, found in a cache, probed) before the first
     // request needs them: that VM would wait for it otherwise.
@@ -161,6 +166,7 @@ export class HatcheryService {
     const { config } = this;
     const app = createApp({
       intake: this.intake,
+      inbox: new GuestInbox(this.ctx),
       store: this.store,
       notifier: this.ctx.notifier,
       log: this.log,

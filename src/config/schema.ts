@@ -41,6 +41,15 @@ export const poolSchema = z
       .default(256)
       .describe('MiB'),
     max_vms: z.number().int().min(1).default(4),
+    channel: z
+      .enum(['native', 'http'])
+      .default('native')
+      .describe("native: the provider's own guest channel (QEMU: virtio-serial), HTTP where it has none"),
+    channel_url: z
+      .string()
+      .url()
+      .optional()
+      .describe("the service's base URL as this pool's guests reach it (default server.public_url)"),
     timeouts,
   })
   // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
@@ -218,7 +227,8 @@ function resolveProviders(
   }
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
-    const { name, labels, provider, image, cpus, memory, max_vms, timeouts, ...extra } = p;
+    const { name, labels, provider, image, cpus, memory, max_vms, channel, channel_url, timeouts, ...extra } =
+      p;
     const providerName = provider ?? (names.length === 1 ? names[0]! : '');
     let settings: unknown = {};
     const section = c.providers[providerName];
@@ -236,7 +246,19 @@ function resolveProviders(
       if (r.success) settings = r.data;
       else report(['pools', i], r.error.issues);
     }
-    return { name, labels, provider: providerName, image, cpus, memory, max_vms, timeouts, settings };
+    return {
+      name,
+      labels,
+      provider: providerName,
+      image,
+      cpus,
+      memory,
+      max_vms,
+      channel,
+      channel_url,
+      timeouts,
+      settings,
+    };
   });
   return { providers, pools };
 }

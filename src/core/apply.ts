@@ -1,15 +1,11 @@
 // The one way a lifecycle event reaches the store: the pure decision runs inside the store's
 // transaction, then the change is logged and waiters are woken.
-import type { Lease, VmRecord } from '../store/store.ts';
+import type { Lease, TransitionResult } from '../store/store.ts';
 import type { CoreContext } from './context.ts';
 import { timeoutsFor } from './context.ts';
 import { next, type LifecycleEvent } from './lifecycle.ts';
 
-export interface Applied {
-  vm: VmRecord | null;
-  applied: boolean;
-  leaseLost: boolean;
-}
+export type Applied = TransitionResult;
 
 export async function applyEvent(
   ctx: Pick<CoreContext, 'store' | 'pools' | 'clock' | 'log' | 'notifier'>,
@@ -50,7 +46,7 @@ export async function applyEvent(
       { vm: name, event: event.type, from, to: r.vm.state, failure: r.vm.failure ?? undefined },
       'transition',
     );
-    ctx.notifier.changed(name);
+    ctx.notifier.changed(name, r.vm);
   } else if (ignored && event) {
     ctx.log.debug({ vm: name, event: event.type, state: from, reason: ignored }, 'event ignored');
   }

@@ -23,6 +23,8 @@ export interface CoreContext {
   runnerGroupId: number;
   /** The bootstrap script handed to every VM. */
   bootstrap: string;
+  /** The service's base URL as a pool's guests reach it (HTTP guest channel). */
+  channelUrl(pool: PoolConfig): string;
   instanceId: string;
   clock: () => number;
   log: Logger;

@@ -1,18 +1,33 @@
-// Keeps one channel open to each live VM and turns guest messages into lifecycle events.
-// Opened after create, and for every live VM at start-up: that is how a restarted service
-// adopts running VMs (the guest replays its events on `sync`; seqs already applied are skipped).
+// Keeps one channel open to each running VM whose guest talks over a unix socket (QEMU's
+// virtio-serial port) and turns its messages into lifecycle events. A link follows the VM's
+// state: opened when it enters a linked state (after create), closed when it leaves them (before
+// destroy, so the exit is not reported). At start-up the reconciler opens one for every running
+// VM: that is how a restarted service adopts them (the guest replays on `sync`; applied seqs are
+// skipped). VMs on the HTTP channel need no link: they call the service (guest-inbox.ts).
 import type { ChannelAddress } from '../providers/provider.ts';
 import { GuestChannel } from '../guest/channel.ts';
-import { toLifecycleEvent, type GuestMessage } from '../guest/protocol.ts';
+import type { GuestMessage } from '../guest/protocol.ts';
 import type { VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
+import { takeGuestMessage } from './guest-inbox.ts';
 import { LINKED_STATES } from './lifecycle.ts';
 
 export class GuestLinks {
   private readonly links = new Map<string, GuestChannel>();
+  private readonly unsubscribe: () => void;
 
-  constructor(private readonly ctx: CoreContext) {}
+  constructor(private readonly ctx: CoreContext) {
+    this.unsubscribe = ctx.notifier.onTransition((vm) => {
+      if (LINKED_STATES.includes(vm.state)) {
+        this.ensure(vm).catch((e: Error) =>
+          ctx.log.error({ vm: vm.name, err: e.message }, 'cannot open guest channel'),
+        );
+      } else {
+        this.close(vm.name);
+      }
+    });
+  }
 
   has(name: string): boolean {
     return this.links.has(name);
@@ -58,15 +73,10 @@ export class GuestLinks {
   }
 
   private async onMessage(name: string, msg: GuestMessage): Promise<void> {
-    this.ctx.log.info(
-      { vm: name, seq: msg.seq, guest: msg.name, detail: msg.detail || undefined },
-      'guest message',
-    );
-    // The event and the seq it came with are one write: a restart replays from the right place.
-    await applyEvent(this.ctx, name, toLifecycleEvent(msg), { guestSeq: msg.seq });
+    await takeGuestMessage(this.ctx, name, msg);
   }
 
-  /** Closes our end (the VM keeps running). Before destroy, so the exit is not reported. */
+  /** Closes our end (the VM keeps running). */
   close(name: string): void {
     const link = this.links.get(name);
     this.links.delete(name);
@@ -74,6 +84,7 @@ export class GuestLinks {
   }
 
   closeAll(): void {
+    this.unsubscribe();
     for (const name of [...this.links.keys()]) this.close(name);
   }
 }

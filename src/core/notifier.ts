@@ -2,6 +2,7 @@
 // long-polls sleep until their VM changes. The store stays the truth: a waiter always re-reads
 // it after waking, so a missed or extra wake-up is harmless (and replicas fall back to polling).
 import { EventEmitter } from 'node:events';
+import type { VmRecord } from '../store/store.ts';
 
 export class Notifier {
   private readonly emitter = new EventEmitter();
@@ -10,10 +11,17 @@ export class Notifier {
     this.emitter.setMaxListeners(0);
   }
 
-  /** A VM's record changed. */
-  changed(name: string): void {
+  /** A VM's record changed; `vm`: a lifecycle transition wrote this row. */
+  changed(name: string, vm?: VmRecord): void {
+    if (vm) this.emitter.emit('transition', vm);
     this.emitter.emit(`vm:${name}`);
     this.emitter.emit('work');
+  }
+
+  /** Called with the row after every transition this process writes (e.g. to follow a VM's state). */
+  onTransition(listener: (vm: VmRecord) => void): () => void {
+    this.emitter.on('transition', listener);
+    return () => this.emitter.off('transition', listener);
   }
 
   /** Something for the worker (new request, new action). */

@@ -4,6 +4,8 @@ import { GitHubError } from '../github/runners.ts';
 import { ProviderError } from '../providers/provider.ts';
 import type { VmRecord } from '../store/store.ts';
 import type { CoreContext } from './context.ts';
+import { GUEST_MESSAGES_PATH } from '../guest/protocol.ts';
+import { mintChannelToken } from './channel-token.ts';
 import type { LifecycleEvent } from './lifecycle.ts';
 
 function poolOf(ctx: CoreContext, vm: VmRecord) {
@@ -25,13 +27,26 @@ export async function provision(
     // Crash-resume: a previous attempt may have created the VM before the service died.
     const existing = await provider.get(vm.name);
     if (existing?.status === 'running') {
-      if (existing.channel)
+      // Its channel token (HTTP) was recorded before the create: the guest holds that one.
+      if (existing.channel && !vm.channelTokenHash)
         await ctx.store.setProviderData(vm.name, { channel: existing.channel }, ctx.clock());
       ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
       return { type: 'created' };
     }
     if (!ctx.runnerDownload)
       throw new ProviderError('runner.url and runner.sha256 are not configured', false);
+    // The HTTP guest channel: for providers without one of their own, or when the pool asks.
+    // Its token is recorded (as a hash) before the VM exists, so its first message is accepted.
+    const http = pool.channel === 'http' || !provider.nativeChannel;
+    let channel: Record<string, string> = {};
+    if (http) {
+      const { token, hash } = mintChannelToken(vm.name);
+      await ctx.store.setChannelToken(vm.name, hash, ctx.clock());
+      channel = {
+        HATCHERY_CHANNEL: `${ctx.channelUrl(pool).replace(/\/+$/, '')}${GUEST_MESSAGES_PATH}`,
+        HATCHERY_CHANNEL_TOKEN: token,
+      };
+    }
     const jit = await mintJitConfig(ctx, vm);
     signal.throwIfAborted();
     const info = await provider.create(
@@ -46,6 +61,7 @@ export async function provision(
           HATCHERY_RUNNER_URL: ctx.runnerDownload.url,
           HATCHERY_RUNNER_SHA256: ctx.runnerDownload.sha256,
           HATCHERY_JITCONFIG: jit,
+          ...channel,
         },
         tags: {
           'hatchery.instance': ctx.instanceId,
@@ -55,7 +71,8 @@ export async function provision(
       },
       signal,
     );
-    if (info.channel) await ctx.store.setProviderData(vm.name, { channel: info.channel }, ctx.clock());
+    const address = http ? { kind: 'http' } : info.channel;
+    if (address) await ctx.store.setProviderData(vm.name, { channel: address }, ctx.clock());
     return { type: 'created' };
   } catch (e) {
     return { type: 'create_failed', error: (e as Error).message, retryable: isRetryable(e) };

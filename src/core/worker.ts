@@ -6,7 +6,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lease, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
-import type { GuestLinks } from './guest-links.ts';
 import { PROVIDER_STATES, type LifecycleEvent } from './lifecycle.ts';
 import { admit } from './quota.ts';
 import { destroy, provision } from './steps.ts';
@@ -32,7 +31,6 @@ export class Worker {
 
   constructor(
     private readonly ctx: CoreContext,
-    private readonly links: GuestLinks,
     private readonly opts: WorkerOptions,
   ) {
     this.owner = leaseOwner(ctx.instanceId);
@@ -142,7 +140,6 @@ export class Worker {
       if (vm.action === 'provision') {
         event = await provision(this.ctx, vm, abort.signal);
       } else if (vm.action === 'destroy') {
-        this.links.close(vm.name);
         event = await destroy(this.ctx, vm, abort.signal);
       } else {
         throw new Error(`unknown action ${String(vm.action)}`);
@@ -155,7 +152,7 @@ export class Worker {
       { vm: vm.name, action: vm.action, ms: this.ctx.clock() - started, result: event.type },
       'step done',
     );
-    const r = await applyEvent(this.ctx, vm.name, event, { lease });
-    if (r.vm && r.vm.state === 'booting') await this.links.ensure(r.vm);
+    // The guest link follows the new state by itself (guest-links.ts).
+    await applyEvent(this.ctx, vm.name, event, { lease });
   }
 }

@@ -9,6 +9,9 @@ export interface GuestMessage {
 
 export const MAX_LINE = 8192;
 
+/** Where a guest on the HTTP channel posts its messages (the service's base URL + this). */
+export const GUEST_MESSAGES_PATH = '/guest/v1/messages';
+
 /** Parses `event <seq> <name> [detail]`; anything else is null (ignored: forward compatibility). */
 export function parseGuestLine(line: string): GuestMessage | null {
   const m = /^event (\d{1,9}) ([a-z][a-z-]{0,31})(?: (.*))?$/.exec(line.replace(/\r$/, ''));
@@ -33,6 +36,10 @@ export function toLifecycleEvent(msg: GuestMessage): LifecycleEvent | null {
     }
     case 'error':
       return { type: 'guest_error', message: msg.detail || 'unspecified error' };
+    case 'poweroff':
+      // The guest's last word before it powers off: on the HTTP channel nothing else tells the
+      // service (a virtio link sees QEMU exit, and a second vm_exited is ignored).
+      return { type: 'vm_exited' };
     default:
       return null; // e.g. `stopping`
   }

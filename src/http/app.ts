@@ -1,6 +1,7 @@
 // The Express app: routes take the raw body (signatures cover exact bytes), errors become typed
 // JSON answers, and nothing slow runs in a handler except explicit long-polls.
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { GuestInbox } from '../core/guest-inbox.ts';
 import type { Intake } from '../core/intake.ts';
 import type { Notifier } from '../core/notifier.ts';
 import type { Logger } from '../log.ts';
@@ -8,10 +9,12 @@ import type { Store } from '../store/store.ts';
 import { toRequestError } from './errors.ts';
 import { apiRoutes } from './routes/api.ts';
 import { controlRoutes } from './routes/control.ts';
+import { guestRoutes } from './routes/guest.ts';
 import { legacyRoutes, type LegacyOptions } from './routes/legacy.ts';
 
 export interface AppDeps {
   intake: Intake;
+  inbox: GuestInbox;
   store: Store;
   notifier: Notifier;
   log: Logger;
@@ -57,6 +60,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
   });
   app.use(controlRoutes({ ...deps, secret: deps.controlSecret }));
+  app.use(guestRoutes(deps));
   app.use(apiRoutes({ ...deps, token: deps.apiToken }));
   if (deps.legacy) app.use(legacyRoutes({ ...deps, opts: deps.legacy }));
 

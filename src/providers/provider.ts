@@ -37,6 +37,11 @@ export interface VmInfo {
 export interface Provider {
   readonly kind: string;
   /**
+   * A guest channel of its own (QEMU: a virtio-serial port on a unix socket), returned by
+   * create/get as `channel`; without one, guests use the service's HTTP channel.
+   */
+  readonly nativeChannel?: 'unix';
+  /**
    * Creates and starts the VM. Idempotent by name: if it already exists, returns it.
    * On failure nothing is left behind. Honours `signal` (aborts and cleans up).
    */

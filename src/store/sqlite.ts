@@ -22,8 +22,10 @@ import type {
   Store,
   VmEventRecord,
   VmFilter,
+  TransitionResult,
   VmRecord,
 } from './store.ts';
+import { guestOrder } from './store.ts';
 
 type Row = Record<string, unknown>;
 
@@ -54,6 +56,7 @@ function toVm(r: Row): VmRecord {
     deadlineAt: (r.deadline_at as number | null) ?? null,
     credential: (r.credential as string | null) ?? null,
     guestSeq: r.guest_seq as number,
+    channelTokenHash: (r.channel_token_hash as string | null) ?? null,
     providerData: JSON.parse(r.provider_data as string) as Record<string, unknown>,
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
@@ -222,6 +225,7 @@ export class SqliteStore implements Store {
         deadlineAt,
         credential: vm.credential,
         guestSeq: 0,
+        channelTokenHash: null,
         providerData: {},
         createdAt: now,
         updatedAt: now,
@@ -328,22 +332,26 @@ export class SqliteStore implements Store {
     now: number,
     lease?: Lease,
     guestSeq?: number,
-  ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }> {
+  ): Promise<TransitionResult> {
     return this.db
-      .transaction(() => {
+      .transaction((): TransitionResult => {
         const row = this.sql('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
         if (!row) return { vm: null, applied: false, leaseLost: false };
         const vm = toVm(row);
         if (lease && (vm.leaseOwner !== lease.owner || vm.leaseExpiresAt !== lease.expiresAt)) {
           return { vm, applied: false, leaseLost: true };
         }
+        // A guest message is taken exactly once and in order: an old seq is a replay, a seq past
+        // the next one means something in between was lost (the guest is asked to replay).
+        const guest = guestSeq === undefined ? undefined : guestOrder(guestSeq, vm.guestSeq);
+        if (guest === 'duplicate' || guest === 'gap') return { vm, applied: false, leaseLost: false, guest };
         // Unchanged fields are rewritten as they were: one statement whatever happened.
         const after: VmRecord = { ...vm, updatedAt: now };
         if (lease) {
           after.leaseOwner = null;
           after.leaseExpiresAt = null;
         }
-        if (guestSeq !== undefined && guestSeq > vm.guestSeq) after.guestSeq = guestSeq;
+        if (guest === 'next') after.guestSeq = guestSeq!;
         const t = decide(vm);
         if (t) {
           const d = t.decision;
@@ -367,7 +375,7 @@ export class SqliteStore implements Store {
             'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
           ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
         } else if (!lease && after.guestSeq === vm.guestSeq) {
-          return { vm, applied: false, leaseLost: false }; // nothing to write
+          return { vm, applied: false, leaseLost: false, guest }; // nothing to write
         }
         if (isTerminal(after.state) && after.credential !== null && !this.hasLiveRegistration(vm.id)) {
           after.credential = null;
@@ -394,7 +402,7 @@ export class SqliteStore implements Store {
           now,
           vm.id,
         );
-        return { vm: after, applied: t !== null, leaseLost: false };
+        return { vm: after, applied: t !== null, leaseLost: false, guest };
       })
       .immediate();
   }
@@ -405,6 +413,10 @@ export class SqliteStore implements Store {
         vmId,
       ) !== undefined
     );
+  }
+
+  async setChannelToken(name: string, hash: string | null, now: number): Promise<void> {
+    this.sql('UPDATE vms SET channel_token_hash = ?, updated_at = ? WHERE name = ?').run(hash, now, name);
   }
 
   async setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void> {

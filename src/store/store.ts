@@ -41,6 +41,8 @@ export interface VmRecord {
   credential: string | null;
   /** Highest guest channel message sequence number applied. */
   guestSeq: number;
+  /** sha256 (hex) of the VM's HTTP guest channel token; null: none (unix channel, or not yet). */
+  channelTokenHash: string | null;
   /** Provider data the service needs later (e.g. the guest channel address). */
   providerData: Record<string, unknown>;
   createdAt: number;
@@ -95,6 +97,23 @@ export interface Transition {
  * or null to write nothing. Must be pure and synchronous (it may run under a database lock).
  */
 export type Decide = (vm: VmRecord) => Transition | null;
+
+export interface TransitionResult {
+  vm: VmRecord | null;
+  /** A transition was written (the event applied). */
+  applied: boolean;
+  /** The write was refused: the lease given is no longer held. */
+  leaseLost: boolean;
+  /** With a guest seq: taken as the next message, or refused as a replay or after a gap. */
+  guest?: GuestOrder;
+}
+
+export type GuestOrder = 'next' | 'duplicate' | 'gap';
+
+/** Where a guest message stands relative to the last one applied. */
+export function guestOrder(seq: number, applied: number): GuestOrder {
+  return seq <= applied ? 'duplicate' : seq === applied + 1 ? 'next' : 'gap';
+}
 
 export interface Lease {
   owner: string;
@@ -169,9 +188,15 @@ export interface Store {
     decide: Decide,
     now: number,
     lease?: Lease,
-    /** A guest message's seq: recorded (monotonic) in the same write, applied or not. */
+    /**
+     * The seq of the guest message that carried the event: only the next one (applied seq + 1)
+     * is taken, and recorded in the same write whether the lifecycle applies the event or not.
+     */
     guestSeq?: number,
-  ): Promise<{ vm: VmRecord | null; applied: boolean; leaseLost: boolean }>;
+  ): Promise<TransitionResult>;
+
+  /** Records the hash of the VM's HTTP guest channel token (null: revoke). */
+  setChannelToken(name: string, hash: string | null, now: number): Promise<void>;
 
   /** Merges provider data (e.g. the channel address) into the VM's record. */
   setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void>;

@@ -44,6 +44,7 @@ describe('reconciler sweeps', () => {
     ctx = {
       store,
       providerFor: () => provider,
+      channelUrl: () => 'http://127.0.0.1:9',
       providers: () => [provider],
       runnersFor: () => github(),
       pools: config.pools,

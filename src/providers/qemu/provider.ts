@@ -73,6 +73,7 @@ export async function readConsole(stateDir: string, name: string): Promise<strin
 
 export class QemuProvider implements Provider {
   readonly kind = 'qemu';
+  readonly nativeChannel = 'unix';
   private readonly binary: string;
   private accel: Promise<'kvm' | 'tcg'> | undefined;
 

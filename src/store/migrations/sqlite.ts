@@ -85,4 +85,10 @@ export const migrations: Migration[] = [
     // pool's provider is used).
     sql: `ALTER TABLE vms ADD COLUMN provider TEXT;`,
   },
+  {
+    version: 3,
+    name: 'HTTP guest channel token',
+    // Only the token's hash is kept: the token itself exists in the VM's config alone.
+    sql: `ALTER TABLE vms ADD COLUMN channel_token_hash TEXT;`,
+  },
 ];

@@ -1,0 +1,66 @@
+// Guest messages, whatever carried them (a VM's virtio-serial link, or the HTTP guest channel),
+// enter the lifecycle here: each seq once and in order, in the same write as its event. For the
+// HTTP channel the inbox also authenticates the VM's token and answers with host → guest lines.
+import { toLifecycleEvent, type GuestMessage } from '../guest/protocol.ts';
+import type { GuestOrder, VmRecord } from '../store/store.ts';
+import { applyEvent } from './apply.ts';
+import { channelTokenMatches, channelTokenVm } from './channel-token.ts';
+import type { CoreContext } from './context.ts';
+import { isTerminal, type VmState } from './lifecycle.ts';
+
+/** Applies one guest message to its VM; returns where its seq stood, and the VM after it. */
+export async function takeGuestMessage(
+  ctx: Pick<CoreContext, 'store' | 'pools' | 'clock' | 'log' | 'notifier'>,
+  name: string,
+  msg: GuestMessage,
+): Promise<{ order: GuestOrder; vm: VmRecord | null }> {
+  const r = await applyEvent(ctx, name, toLifecycleEvent(msg), { guestSeq: msg.seq });
+  if (r.guest === 'next') {
+    ctx.log.info(
+      { vm: name, seq: msg.seq, guest: msg.name, detail: msg.detail || undefined },
+      'guest message',
+    );
+  }
+  return { order: r.guest ?? 'duplicate', vm: r.vm };
+}
+
+export type InboxAnswer =
+  /** No such VM, no token, or the token does not match: nothing is applied. */
+  | { kind: 'unauthorized' }
+  /** The VM has ended: its token is dead. */
+  | { kind: 'gone'; state: VmState }
+  /** The create step still runs: the guest retries (its message is not taken yet). */
+  | { kind: 'not_ready'; state: VmState }
+  | { kind: 'taken'; order: GuestOrder; lines: string[] };
+
+/** Whether a VM in `state` takes guest messages over HTTP (pure). */
+export function inboxAccepts(state: VmState): 'yes' | 'not_ready' | 'gone' {
+  if (isTerminal(state)) return 'gone';
+  // Until `created` is recorded the VM's provider data and deadlines are not in place; a
+  // message taken now would be ignored by the lifecycle and its seq spent.
+  if (state === 'pending' || state === 'provisioning') return 'not_ready';
+  return 'yes';
+}
+
+/** What the host says back to a guest after a message (pure): replay after a gap, or stop. */
+export function hostLines(vm: Pick<VmRecord, 'state'>, order: GuestOrder): string[] {
+  const lines: string[] = [];
+  if (order === 'gap') lines.push('sync');
+  if (vm.state === 'destroying') lines.push('shutdown');
+  return lines;
+}
+
+export class GuestInbox {
+  constructor(private readonly ctx: CoreContext) {}
+
+  async receive(token: string | undefined, msg: GuestMessage): Promise<InboxAnswer> {
+    const name = token ? channelTokenVm(token) : null;
+    if (!token || !name) return { kind: 'unauthorized' };
+    const vm = await this.ctx.store.getVm(name);
+    if (!vm || !channelTokenMatches(token, vm.channelTokenHash)) return { kind: 'unauthorized' };
+    const accepts = inboxAccepts(vm.state);
+    if (accepts !== 'yes') return { kind: accepts, state: vm.state };
+    const { order, vm: after } = await takeGuestMessage(this.ctx, name, msg);
+    return { kind: 'taken', order, lines: hostLines(after ?? vm, order) };
+  }
+}
