@@ -49,6 +49,8 @@ export interface RunnersApi {
 }
 
 const API_VERSION = '2022-11-28';
+/** A call GitHub has not answered within this long failed (undici would wait 300 s for headers). */
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 function split(repository: string): { owner: string; repo: string } {
   const [owner, repo] = repository.split('/');
@@ -56,23 +58,56 @@ function split(repository: string): { owner: string; repo: string } {
   return { owner, repo };
 }
 
-/** Maps Octokit's errors to GitHubError without ever including the request headers (the token). */
-function wrap(what: string, e: unknown): GitHubError {
-  const status =
-    typeof (e as { status?: unknown }).status === 'number' ? (e as { status: number }).status : null;
-  const data = (e as { response?: { data?: { message?: string } } }).response?.data;
-  const detail = data?.message ?? (status === null ? (e as Error).message : `HTTP ${status}`);
-  return new GitHubError(`${what}: ${detail}${status ? ` (HTTP ${status})` : ''}`, status);
+/**
+ * Why a request got no answer at all: the innermost cause (undici's `connect ECONNREFUSED
+ * 127.0.0.1:8080`, `getaddrinfo ENOTFOUND api.example`, `other side closed`), every address
+ * tried for a name that resolves to several, or our own timeout.
+ */
+function networkCause(e: unknown, timeoutMs: number): string {
+  let inner = e as Error & { errors?: unknown[] };
+  for (let i = 0; i < 10 && inner.cause instanceof Error; i++) inner = inner.cause as typeof inner;
+  if (inner.name === 'TimeoutError') return `no answer within ${timeoutMs / 1000} s`;
+  if (Array.isArray(inner.errors) && inner.errors.length) {
+    return [...new Set(inner.errors.map((x) => (x as Error).message))].join('; ');
+  }
+  return inner.message || inner.name || 'unknown network error';
 }
 
-export function createRunnersApi(opts: { apiUrl: string; token: string; userAgent?: string }): RunnersApi {
+/**
+ * Maps Octokit's errors to GitHubError. Octokit reports a request that got no answer (refused,
+ * DNS, reset, timeout) as status 500 with no response: that is not GitHub failing, so the
+ * status is null (retryable) and the message keeps the cause. Never includes the request's
+ * headers; the token is masked should any message carry it.
+ */
+function wrap(what: string, e: unknown, token: string, timeoutMs: number): GitHubError {
+  const response = (e as { response?: { status?: number; data?: { message?: unknown } } }).response;
+  const mask = (m: string) => (token ? m.split(token).join('[token]') : m);
+  if (response === undefined) return new GitHubError(mask(`${what}: ${networkCause(e, timeoutMs)}`), null);
+  const status = (e as { status?: unknown }).status;
+  const code = typeof status === 'number' ? status : (response.status ?? null);
+  const message = response.data?.message;
+  const detail = typeof message === 'string' && message ? `${message} (HTTP ${code})` : `HTTP ${code}`;
+  return new GitHubError(mask(`${what}: ${detail}`), code);
+}
+
+export function createRunnersApi(opts: {
+  apiUrl: string;
+  token: string;
+  userAgent?: string;
+  /** Per call (default 30 s). */
+  timeoutMs?: number;
+}): RunnersApi {
   const octokit = new Octokit({
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
     auth: opts.token,
     userAgent: opts.userAgent ?? 'hatchery',
     request: { retries: 0 },
   });
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const headers = { 'x-github-api-version': API_VERSION };
+  // A fresh deadline for each call (AbortSignal.timeout starts counting when it is created).
+  const request = () => ({ signal: AbortSignal.timeout(timeoutMs) });
+  const failure = (what: string, e: unknown) => wrap(what, e, opts.token, timeoutMs);
 
   return {
     async generateJitConfig(repository, req) {
@@ -86,6 +121,7 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
           runner_group_id: req.runnerGroupId,
           work_folder: req.workFolder ?? '_work',
           headers,
+          request: request(),
         });
         return {
           runnerId: r.data.runner.id,
@@ -93,7 +129,7 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
           encodedJitConfig: r.data.encoded_jit_config,
         };
       } catch (e) {
-        throw wrap(`generate JIT config for ${req.name} in ${repository}`, e);
+        throw failure(`generate JIT config for ${req.name} in ${repository}`, e);
       }
     },
 
@@ -109,9 +145,10 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
             per_page: 100,
             page,
             headers,
+            request: request(),
           });
         } catch (e) {
-          throw wrap(`list runners of ${repository}`, e);
+          throw failure(`list runners of ${repository}`, e);
         }
         for (const x of r.data.runners) {
           all.push({
@@ -135,9 +172,10 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
           repo,
           per_page: 1,
           headers,
+          request: request(),
         });
       } catch (e) {
-        throw wrap(`list runners of ${repository}`, e);
+        throw failure(`list runners of ${repository}`, e);
       }
     },
 
@@ -149,11 +187,12 @@ export function createRunnersApi(opts: { apiUrl: string; token: string; userAgen
           repo,
           runner_id: runnerId,
           headers,
+          request: request(),
         });
         return 'deleted';
       } catch (e) {
         if ((e as { status?: number }).status === 404) return 'absent';
-        throw wrap(`delete runner ${runnerId} of ${repository}`, e);
+        throw failure(`delete runner ${runnerId} of ${repository}`, e);
       }
     },
   };

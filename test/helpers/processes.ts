@@ -18,8 +18,9 @@ export function pidsWithArg(marker: string): number[] {
   return pids.filter((p) => p !== process.pid);
 }
 
+/** QEMU processes whose command line names a path under `dir` (`/x/vm-a` does not match `/x/vm-ab/…`). */
 export function qemuPidsUnder(dir: string): number[] {
-  return pidsWithArg(dir).filter((pid) => {
+  return pidsWithArg(`${dir.replace(/\/+$/, '')}/`).filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('qemu-system');
     } catch {

@@ -169,11 +169,20 @@ export class StackFiles {
     }
   }
 
-  /** Kills whatever a failed test left (never needed when it passes), then removes the files. */
+  /**
+   * Kills whatever a failed test left (never needed when it passes), closes the stand-in and
+   * removes the files. Rejects when the stand-in saw API violations the test did not
+   * acknowledge (FakeGitHub.close): the files, the service's log among them, are then kept.
+   */
   async cleanup(keepOnFailure = false): Promise<void> {
     const left = this.leftovers();
     killAll([...left.qemu, ...left.forwarders]);
-    await this.fake.close();
+    try {
+      await this.fake.close();
+    } catch (e) {
+      (e as Error).message += `\n(files kept: ${this.dir})`;
+      throw e;
+    }
     if (!keepOnFailure) rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -305,10 +314,16 @@ export class Stack {
     }));
   }
 
-  /** Stops the service and the stand-in; removes the files unless the test failed. */
+  /**
+   * Stops the service, then the stand-in; removes the files. Rejects (failing the test whose
+   * cleanup this is) when the stand-in saw API violations the test did not acknowledge.
+   */
   async stop(): Promise<void> {
-    await this.service.stop();
-    await this.files.cleanup();
+    try {
+      await this.service.stop();
+    } finally {
+      await this.files.cleanup();
+    }
   }
 }
 

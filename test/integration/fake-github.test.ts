@@ -7,9 +7,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { githubOpenApi } from '../fakes/github/openapi.ts';
+import net from 'node:net';
+import { checkLinkHeader } from '../fakes/github/link.ts';
+import { GitHubOpenApi, githubOpenApi } from '../fakes/github/openapi.ts';
+import { restHandlers, type RestHandler } from '../fakes/github/rest.ts';
 import { killAll, pidsWithArg } from '../helpers/processes.ts';
-import { DEFAULT_TOKEN, FakeGitHub, decodeJitConfig } from '../fakes/github/server.ts';
+import { DEFAULT_TOKEN, FakeGitHub, FakeGitHubViolations, decodeJitConfig } from '../fakes/github/server.ts';
 
 const BUSYBOX = '/bin/busybox';
 const JIT = '/repos/{owner}/{repo}/actions/runners/generate-jitconfig';
@@ -63,11 +66,6 @@ async function generateJit(
   });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return r.body as JitAnswer;
-}
-
-/** Takes the violations recorded so far (the fake's list is emptied). */
-function takeViolations(fake: FakeGitHub): string[] {
-  return fake.violations.splice(0);
 }
 
 describe('validator against GitHub OpenAPI description', () => {
@@ -173,6 +171,119 @@ describe('validator against GitHub OpenAPI description', () => {
     );
   });
 
+  it('checks the header parameters an operation declares', () => {
+    // GitHub's own description declares none for the endpoints Hatchery uses: a minimal one that does.
+    const doc = {
+      paths: {
+        '/things': {
+          get: {
+            operationId: 'things/list',
+            parameters: [
+              {
+                name: 'X-Request-Id',
+                in: 'header',
+                required: true,
+                schema: { type: 'string', pattern: '^[a-f0-9]{8}$' },
+              },
+              { name: 'X-Limit', in: 'header', schema: { type: 'integer', maximum: 10 } },
+            ],
+            responses: { '200': { description: 'ok' } },
+          },
+        },
+      },
+    };
+    const small = new GitHubOpenApi(doc);
+    assert.deepEqual(
+      small.validateRequest('GET', '/things', { headers: { 'x-request-id': 'deadbeef' } }),
+      [],
+    );
+    assert.deepEqual(small.validateRequest('GET', '/things', { headers: {} }), [
+      'GET /things: missing required header parameter X-Request-Id',
+    ]);
+    const bad = small.validateRequest('GET', '/things', {
+      headers: { 'x-request-id': 'nope', 'x-limit': '11' },
+    });
+    assert.equal(bad.length, 2, bad.join('\n'));
+    assert.match(bad[0]!, /header parameter X-Request-Id: must match pattern/);
+    assert.match(bad[1]!, /header parameter X-Limit: must be <= 10/);
+  });
+
+  it('checks documented response headers: the Link header of a listing, its format and pages', () => {
+    const list = '/repos/{owner}/{repo}/actions/runners';
+    const url = new URL('http://127.0.0.1:9/repos/o/r/actions/runners?per_page=2&page=2');
+    const link = (page: number, rel: string) =>
+      `<http://127.0.0.1:9/repos/o/r/actions/runners?per_page=2&page=${page}>; rel="${rel}"`;
+    const body = { total_count: 5, runners: [] };
+    const check = (value: string) =>
+      api.validateResponse('GET', list, 200, body, { headers: { Link: value }, requestUrl: url });
+    assert.deepEqual(
+      check([link(1, 'prev'), link(3, 'next'), link(3, 'last'), link(1, 'first')].join(', ')),
+      [],
+    );
+    const cases: [string, RegExp][] = [
+      [`${link(1, 'prev')},${link(3, 'next')}`, /is not <url>; rel="…"/],
+      [link(3, 'nexxt'), /unknown rel "nexxt"/],
+      [
+        [link(1, 'prev'), link(4, 'next'), link(4, 'last'), link(1, 'first')].join(', '),
+        /rel "next" is page 4, expected 3/,
+      ],
+      [[link(3, 'next'), link(3, 'last')].join(', '), /no rel "prev" on page 2/],
+      [
+        [link(1, 'prev'), link(1, 'first'), link(3, 'next'), link(3, 'last')].join(', '),
+        /not in GitHub's order/,
+      ],
+      [
+        '<http://127.0.0.1:9/repos/o/r/actions/runners?page=3>; rel="next"',
+        /drops or changes the query parameter per_page=2/,
+      ],
+      ['</repos/o/r/actions/runners?per_page=2&page=3>; rel="next"', /not an absolute URL/],
+      ['<http://127.0.0.1:9/elsewhere?per_page=2&page=3>; rel="next"', /not to this listing/],
+    ];
+    for (const [value, re] of cases) {
+      const problems = check(value);
+      assert.ok(
+        problems.some((p) => re.test(p)),
+        `${value}\n→ ${problems.join('\n')}`,
+      );
+    }
+    // Past the last page: no next, and prev may lead back to the last page.
+    assert.deepEqual(
+      checkLinkHeader(
+        `${link(3, 'prev')}, ${link(1, 'first')}`,
+        new URL('http://127.0.0.1:9/repos/o/r/actions/runners?per_page=2&page=9'),
+      ),
+      [],
+    );
+    assert.match(
+      api.validateResponse('GET', list, 200, body, { headers: { Link: link(3, 'next') } })[0]!,
+      /cannot be checked without the request URL/,
+    );
+    assert.match(
+      api.validateResponse('GET', list, 200, body, { headers: { 'content-type': 'text/html' } })[0]!,
+      /sent as text\/html, documented as application\/json/,
+    );
+  });
+
+  it('checks error replies: implicit statuses and replies to no operation are basic-errors', () => {
+    const list = '/repos/{owner}/{repo}/actions/runners';
+    const ok = { message: 'Validation Failed', documentation_url: 'https://docs.github.com/rest' };
+    assert.deepEqual(api.validateResponse('GET', list, 422, ok, { implicitStatuses: [422] }), []);
+    assert.match(
+      api.validateResponse('GET', list, 422, { message: 42 }, { implicitStatuses: [422] })[0]!,
+      /error reply 422 body\/message: must be string/,
+    );
+    const jit = '/repos/{owner}/{repo}/actions/runners/generate-jitconfig';
+    // A documented 422 has its own schema (validation-error-simple: message and documentation_url).
+    assert.match(
+      api.validateResponse('POST', jit, 422, { message: 'Validation Failed' })[0]!,
+      /required property 'documentation_url'/,
+    );
+    assert.deepEqual(api.validateErrorReply(404, { message: 'Not Found', documentation_url: 'x' }), []);
+    assert.match(api.validateErrorReply(404, 'Not Found')[0]!, /must be a basic-error object/);
+    assert.match(api.validateErrorReply(404, { status: 404 })[0]!, /\/status: must be string/);
+    assert.match(api.validateErrorReply(200, {})[0]!, /not 4xx\/5xx/);
+  });
+
   it('maps concrete paths to operations, most specific first', () => {
     assert.equal(
       api.match('GET', '/repos/o/r/actions/runners/downloads')?.operationId,
@@ -205,12 +316,101 @@ describe('FakeGitHub REST API', () => {
     assert.equal((bad.body as { message: string }).message, 'Bad credentials');
     assert.equal((await gh(fake, 'GET', list, undefined, { auth: 'Bearer ghs_installation' })).status, 200);
     assert.equal((await gh(fake, 'GET', list, undefined, { auth: `token ${DEFAULT_TOKEN}` })).status, 200);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
     const version = await gh(fake, 'GET', list, undefined, {
       headers: { 'x-github-api-version': '2021-01-01' },
     });
     assert.equal(version.status, 400);
-    assert.match(takeViolations(fake).join('\n'), /unsupported X-GitHub-Api-Version "2021-01-01"/);
+    assert.match(fake.takeViolations().join('\n'), /unsupported X-GitHub-Api-Version "2021-01-01"/);
+  });
+
+  it('refuses requests without a User-Agent (403) or with an Accept that admits no JSON (415)', async () => {
+    const list = '/repos/octo/headers/actions/runners';
+    // fetch always sends a User-Agent: a bare HTTP request does not.
+    const bare = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const sock = net.connect(Number(new URL(fake.url).port), '127.0.0.1');
+      let text = '';
+      sock.on('data', (d: Buffer) => (text += d.toString()));
+      sock.on('end', () =>
+        resolve({ status: Number(text.split(' ')[1]), body: text.split('\r\n\r\n')[1] ?? '' }),
+      );
+      sock.on('error', reject);
+      sock.end(
+        `GET ${list} HTTP/1.1\r\nHost: x\r\nAuthorization: token ${DEFAULT_TOKEN}\r\nConnection: close\r\n\r\n`,
+      );
+    });
+    assert.equal(bare.status, 403);
+    assert.match(bare.body, /User-Agent/);
+    const html = await gh(fake, 'GET', list, undefined, { headers: { accept: 'text/html' } });
+    assert.equal(html.status, 415);
+    const v = fake.takeViolations();
+    assert.equal(v.length, 2, v.join('\n'));
+    assert.match(v[0]!, /no User-Agent header/);
+    assert.match(v[1]!, /Accept "text\/html" admits no JSON/);
+    // Octokit's default and GitHub's recommended media types are fine.
+    for (const accept of ['application/vnd.github.v3+json', 'application/json, */*;q=0.5']) {
+      assert.equal((await gh(fake, 'GET', list, undefined, { headers: { accept } })).status, 200);
+    }
+    assert.deepEqual(fake.takeViolations(), []);
+  });
+
+  it('validates every reply it sends, error replies included', async () => {
+    const key = 'GET /repos/{owner}/{repo}/actions/runners';
+    const original = restHandlers[key]!;
+    const drifted: [string, RestHandler, RegExp][] = [
+      [
+        'a success body',
+        () => ({ status: 200, body: { total_count: '1', runners: [] } }),
+        /total_count: must be integer/,
+      ],
+      [
+        'an error body',
+        () => ({ status: 404, body: { message: ['Not Found'] } }),
+        /error reply 404 body\/message: must be string/,
+      ],
+      [
+        'an undocumented status',
+        () => ({ status: 409, body: { message: 'x' } }),
+        /status 409 is not documented/,
+      ],
+      [
+        'a Link header',
+        () => ({
+          status: 200,
+          body: { total_count: 3, runners: [] },
+          headers: { Link: '<page=2>; rel=next' },
+        }),
+        /Link header "<page=2>; rel=next"/,
+      ],
+    ];
+    try {
+      for (const [what, handler, re] of drifted) {
+        restHandlers[key] = handler;
+        await gh(fake, 'GET', '/repos/octo/replies/actions/runners');
+        const v = fake.takeViolations();
+        assert.equal(v.length, 1, `${what}: ${v.join('\n')}`);
+        assert.match(
+          v[0]!,
+          /^stand-in GitHub sent an invalid response to GET \/repos\/octo\/replies\/actions\/runners: /,
+        );
+        assert.match(v[0]!, re, what);
+      }
+    } finally {
+      restHandlers[key] = original;
+    }
+    // Replies to no operation, and to a body the stand-in could not read, are checked too (and valid).
+    assert.equal((await gh(fake, 'GET', '/not/github')).status, 404);
+    const big = await gh(
+      fake,
+      'POST',
+      '/repos/octo/replies/actions/runners/generate-jitconfig',
+      'x'.repeat(6 << 20),
+    );
+    assert.equal(big.status, 413);
+    const v = fake.takeViolations();
+    assert.equal(v.length, 2, v.join('\n'));
+    assert.match(v[0]!, /not a GitHub REST API endpoint/);
+    assert.match(v[1]!, /request entity too large/);
   });
 
   it('lets a granted token use only its repositories (404 elsewhere, as GitHub hides them)', async () => {
@@ -234,7 +434,7 @@ describe('FakeGitHub REST API', () => {
       assert.equal(jit.status, 404);
       assert.deepEqual(limited.runners(), [], 'nothing registered for a token without the grant');
       assert.equal(await as(DEFAULT_TOKEN, '/repos/octo/theirs/actions/runners'), 200, 'ungranted: any');
-      assert.deepEqual(takeViolations(limited), []);
+      assert.deepEqual(limited.takeViolations(), []);
     } finally {
       await limited.close();
     }
@@ -255,7 +455,7 @@ describe('FakeGitHub REST API', () => {
       labels: [],
     });
     assert.equal(emptyLabels.status, 422);
-    const v = takeViolations(fake);
+    const v = fake.takeViolations();
     assert.equal(v.length, 2, v.join('\n'));
     assert.match(v[0]!, /invalid request POST \/repos\/octo\/drift\/.*required property 'labels'/);
     assert.match(v[1]!, /fewer than 1 items/);
@@ -266,7 +466,7 @@ describe('FakeGitHub REST API', () => {
     assert.equal((await gh(fake, 'GET', '/repos/octo/x/actions/runs?status=queued')).status, 404);
     assert.equal((await gh(fake, 'GET', '/definitely/not/github')).status, 404);
     assert.equal((await gh(fake, 'PATCH', '/repos/octo/x/actions/runners/1', {})).status, 404);
-    const v = takeViolations(fake);
+    const v = fake.takeViolations();
     assert.equal(v.length, 3, v.join('\n'));
     assert.match(v[0]!, /actions\/list-workflow-runs-for-repo\) is not implemented/);
     assert.match(v[1]!, /not a GitHub REST API endpoint/);
@@ -304,7 +504,7 @@ describe('FakeGitHub REST API', () => {
       fake.runners('octo/jit').map((r) => [r.name, r.ephemeral, r.status]),
       [['vm-1', true, 'offline']],
     );
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('lists runners with pagination, Link headers and a name filter', async () => {
@@ -338,7 +538,7 @@ describe('FakeGitHub REST API', () => {
     assert.equal(capped.headers.get('link'), null);
     const byName = await gh(fake, 'GET', `${base}?name=vm-4`);
     assert.deepEqual(byName.body && (byName.body as { total_count: number }).total_count, 1);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('gets and deletes runners; 404 when absent; issues registration and remove tokens', async () => {
@@ -359,7 +559,78 @@ describe('FakeGitHub REST API', () => {
       assert.match(token, /^[A-Z0-9]{20,}$/);
       assert.ok(Date.parse(expires_at) > Date.now() + 3500_000);
     }
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
+  });
+});
+
+describe('FakeGitHub fails the test that caused a violation, at cleanup', () => {
+  const drift = (fake: FakeGitHub) =>
+    gh(fake, 'POST', '/repos/octo/late/actions/runners/generate-jitconfig', {
+      name: 'vm-1',
+      runner_group_id: 1,
+    });
+
+  it('close() rejects with every violation nobody took or expected', async () => {
+    const fake = await FakeGitHub.start();
+    assert.equal((await gh(fake, 'GET', '/repos/octo/late/actions/runners')).status, 200);
+    // A test's last assertion passes…
+    assert.deepEqual(fake.violations, []);
+    // …and background work (a reconciler pass) drifts after it.
+    await drift(fake);
+    await gh(fake, 'GET', '/repos/octo/late/actions/workflows');
+    const err = await fake.close().then(
+      () => assert.fail('close() resolved despite violations'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof FakeGitHubViolations, String(err));
+    assert.equal(err.violations.length, 2, err.message);
+    assert.match(err.message, /saw 2 API violation\(s\) nobody acknowledged/);
+    assert.match(
+      err.message,
+      /POST \/repos\/octo\/late\/actions\/runners\/generate-jitconfig.*required property 'labels'/,
+    );
+    assert.match(err.message, /actions\/list-repo-workflows\) is not implemented/);
+    await assert.rejects(fake.close(), FakeGitHubViolations, 'a second close() says the same');
+  });
+
+  it('accepts violations a test expected or took, and fails when an expected one never happened', async () => {
+    const fake = await FakeGitHub.start();
+    fake.expectViolation(/required property 'labels'/);
+    await drift(fake);
+    await drift(fake); // one declaration covers every violation it matches
+    await gh(fake, 'GET', '/definitely/not/github');
+    const taken = fake.takeViolations(); // taken violations are the test's to assert, expected or not
+    assert.equal(taken.length, 3, taken.join('\n'));
+    assert.match(taken[2]!, /not a GitHub REST API endpoint/);
+    await fake.close();
+
+    const quiet = await FakeGitHub.start();
+    quiet.expectViolation(/never happens/);
+    await assert.rejects(quiet.close(), (e: unknown) => {
+      assert.ok(e instanceof FakeGitHubViolations);
+      assert.deepEqual(e.violations, []);
+      assert.deepEqual(e.unmet, [/never happens/]);
+      assert.match(e.message, /expected a violation matching \/never happens\/, but none happened/);
+      return true;
+    });
+  });
+
+  it('goes offline (connection refused) and comes back on the same port with its state', async () => {
+    const fake = await FakeGitHub.start();
+    try {
+      const jit = await generateJit(fake, 'octo/outage', 'vm-out', ['x']);
+      await fake.goOffline();
+      await assert.rejects(fetch(`${fake.url}/repos/octo/outage/actions/runners`), (e: Error) => {
+        assert.match(String((e.cause as Error)?.message), /^connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+        return true;
+      });
+      await fake.goOnline();
+      const again = await gh(fake, 'GET', `/repos/octo/outage/actions/runners/${jit.runner.id}`);
+      assert.equal(again.status, 200);
+      assert.equal((again.body as { name: string }).name, 'vm-out');
+    } finally {
+      await fake.close();
+    }
   });
 });
 
@@ -507,7 +778,7 @@ describe('stand-in runner under busybox', () => {
     assert.deepEqual(fake.runners('octo/app'), []);
     assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.status, 'queued');
     assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.runnerName, null);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('run.sh stops on SIGINT: disconnects (the ephemeral runner is removed) and exits 130', async () => {
@@ -524,7 +795,7 @@ describe('stand-in runner under busybox', () => {
     const again = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
     assert.equal(await again.exited, 1);
     assert.match(again.output(), /registration has been deleted/);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('SIGINT during a job: the job is stopped and fails, the runner is removed', async () => {
@@ -549,7 +820,7 @@ describe('stand-in runner under busybox', () => {
     // The job ran in its own session and was stopped with the runner.
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(pidsWithArg(marker), []);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('a runner that vanishes (SIGKILL) is lost after runnerLostAfterMs and, being ephemeral, removed', async () => {
@@ -620,12 +891,12 @@ describe('stand-in runner under busybox', () => {
     assert.equal(await remove.exited, 0, remove.output());
     assert.deepEqual(fake.runners('octo/cfg'), []);
     assert.ok(!existsSync(path.join(dir, '.runner')));
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 
   it('answers 404 for repositories that do not exist when a list is configured', async () => {
     const r = await gh(fake, 'GET', '/repos/octo/unknown/actions/runners');
     assert.equal(r.status, 404);
-    assert.deepEqual(takeViolations(fake), []);
+    assert.deepEqual(fake.takeViolations(), []);
   });
 });

@@ -26,5 +26,11 @@ defineProviderContract('memory', async () => ({
   spec,
   badImage: 'no-such-image',
   traces: async (name) => (backend.has(name) ? [`backend entry ${name}`] : []),
+  abortPoints: [
+    {
+      what: 'once the VM is recorded, while its create takes its time',
+      reached: async (name) => backend.has(name),
+    },
+  ],
   cleanup: async () => backend.clear(),
 }));

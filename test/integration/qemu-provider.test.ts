@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { imageResolver } from '../../src/providers/qemu/images/resolve.ts';
 import type { VmSpec } from '../../src/providers/provider.ts';
+import { vmFiles } from '../../src/providers/qemu/command-line.ts';
 import { QemuProvider } from '../../src/providers/qemu/provider.ts';
 import { defineProviderContract } from '../contracts/provider.ts';
 import { killAll, qemuPidsUnder } from '../helpers/processes.ts';
@@ -41,6 +42,22 @@ after(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/** Stops the VM's QEMU processes where they are (SIGSTOP); the function returned lets them go on. */
+async function freeze(name: string): Promise<() => void> {
+  const pids = qemuPidsUnder(path.join(stateDir, name));
+  const send = (sig: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  send('SIGSTOP');
+  return () => send('SIGCONT');
+}
+
 defineProviderContract('qemu', async () => ({
   provider: provider(),
   foreign: provider('someone-else'),
@@ -50,6 +67,30 @@ defineProviderContract('qemu', async () => ({
     const dir = path.join(stateDir, name);
     return [...qemuPidsUnder(dir).map((p) => `qemu pid ${p}`), ...(existsSync(dir) ? [dir] : [])];
   },
+  abortPoints: [
+    {
+      what: 'once its files are written, before QEMU starts',
+      reached: async (name) => existsSync(path.join(stateDir, name, 'meta.json')),
+    },
+    {
+      // `qemu -daemonize`: the first process sets up, forks the VM process (which writes
+      // qemu.pid) and exits once the VM runs.
+      what: 'once QEMU has started, before it forked the VM process',
+      reached: async (name) =>
+        qemuPidsUnder(path.join(stateDir, name)).length === 1 && !existsSync(vmFiles(stateDir, name).pidfile),
+      hold: freeze,
+    },
+    {
+      what: 'once QEMU forked the VM process, before the first process exited',
+      reached: async (name) => qemuPidsUnder(path.join(stateDir, name)).length >= 2,
+      hold: freeze,
+    },
+    {
+      what: 'once the VM runs, before create returned',
+      reached: async (name) =>
+        existsSync(vmFiles(stateDir, name).pidfile) && qemuPidsUnder(path.join(stateDir, name)).length === 1,
+    },
+  ],
   cleanup: async () => undefined,
 }));
 

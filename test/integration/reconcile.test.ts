@@ -122,7 +122,7 @@ describe('reconciler sweeps', () => {
     assert.match(row.failure ?? '', /VM stopped unexpectedly while idle/);
   });
 
-  it('removes a registration whose VM ended while GitHub was unreachable', async () => {
+  it('removes a registration whose VM ended while GitHub was unreachable, once GitHub is back', async () => {
     const ended = await vm('destroyed');
     const jit = await github().generateJitConfig(REPO, { name: ended, labels: [ended], runnerGroupId: 1 });
     await store.recordRegistration({
@@ -132,11 +132,34 @@ describe('reconciler sweeps', () => {
       runnerName: ended,
       createdAt: Date.now(),
     });
-    const report = await reconciler.sweep();
-    assert.ok(report.registrationsRemoved >= 1);
-    assert.equal(
-      fake.runners(REPO).some((r) => r.name === ended),
-      false,
+    const refused = `connect ECONNREFUSED 127.0.0.1:${new URL(fake.url).port}`;
+
+    await fake.goOffline();
+    const during = await reconciler.sweep();
+    assert.equal(during.registrationsRemoved, 0);
+    assert.equal(during.ghostsRemoved, 0);
+    assert.deepEqual(during.errors, [
+      `remove runner ${jit.runnerId} of ${ended}: delete runner ${jit.runnerId} of ${REPO}: ${refused}`,
+      `ghost sweep of ${REPO}: list runners of ${REPO}: ${refused}`,
+    ]);
+    assert.deepEqual(
+      (await store.listRegistrations({ live: true })).map((r) => r.runnerId),
+      [jit.runnerId],
+      'kept for the next pass',
+    );
+    assert.deepEqual(
+      fake.runners(REPO).map((r) => r.name),
+      [ended],
+    );
+
+    await fake.goOnline();
+    const after = await reconciler.sweep();
+    assert.equal(after.registrationsRemoved, 1);
+    assert.equal(after.ghostsRemoved, 0);
+    assert.deepEqual(after.errors, []);
+    assert.deepEqual(
+      fake.runners(REPO).map((r) => r.name),
+      [],
     );
     assert.deepEqual(await store.listRegistrations({ live: true }), []);
   });

@@ -136,7 +136,7 @@ describe('tiny image', () => {
     assert.deepEqual(readdirSync(imagesDir), [path.basename(image.dir)]);
   });
 
-  it('returns the cached image on the second call (fast, same hash, untouched)', async (t) => {
+  it('returns the cached image on the second call (same hash, no build step, untouched)', async (t) => {
     const before = statSync(image.initrd).mtimeMs;
     const progress: string[] = [];
     const started = performance.now();
@@ -146,7 +146,6 @@ describe('tiny image', () => {
     assert.deepEqual(again, image);
     assert.deepEqual(progress, [], 'no build step on a cache hit');
     assert.equal(statSync(image.initrd).mtimeMs, before);
-    assert.ok(ms < 2000, `cache hit took ${ms} ms`);
 
     const plan = await planTinyImage({ imagesDir });
     assert.equal(plan.ready, true);

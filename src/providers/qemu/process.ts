@@ -1,7 +1,8 @@
 // Process checks for daemonized QEMU processes. They are not our children (they survive a
 // service crash, to be adopted), so liveness is checked through /proc, and a pid only counts
 // as ours if its command line names our VM directory (pids are reused).
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export async function isOurProcess(pid: number, marker: string): Promise<boolean> {
@@ -32,5 +33,41 @@ export function signal(pid: number, sig: NodeJS.Signals): void {
     process.kill(pid, sig);
   } catch {
     /* already gone */
+  }
+}
+
+/**
+ * Live processes running one of `programs` (argv[0]'s base name) whose command line names
+ * `marker`: a scan of /proc, for processes no pid file names (yet).
+ */
+export async function pidsNaming(marker: string, programs: readonly string[]): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  const pids = entries.filter((e) => /^\d+$/.test(e)).map(Number);
+  const ours = await Promise.all(
+    pids.map(async (pid) => {
+      if (pid === process.pid || !(await isOurProcess(pid, marker))) return 0;
+      const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')[0]!;
+      return programs.includes(path.basename(argv0)) ? pid : 0;
+    }),
+  );
+  return ours.filter((pid) => pid !== 0);
+}
+
+/**
+ * SIGKILLs every such process, and any it forked meanwhile, until none is left; false if some
+ * still run after timeoutMs.
+ */
+export async function killAllNaming(
+  marker: string,
+  programs: readonly string[],
+  timeoutMs: number,
+): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = await pidsNaming(marker, programs);
+    if (!pids.length) return true;
+    if (Date.now() > until) return false;
+    for (const pid of pids) signal(pid, 'SIGKILL');
+    await sleep(20);
   }
 }

@@ -19,7 +19,7 @@ import {
 import type { ImageResolver } from './images/resolve.ts';
 import { probeKvm, type KvmProbe } from './kvm.ts';
 import { connectQmp } from './qmp.ts';
-import { isOurProcess, signal, waitGone } from './process.ts';
+import { isOurProcess, killAllNaming, signal, waitGone } from './process.ts';
 
 const run = promisify(execFile);
 
@@ -186,10 +186,18 @@ export class QemuProvider implements Provider {
       await rm(files.config, { force: true });
       const info = await this.inspect(spec.name);
       if (info?.status !== 'running') throw new Error('QEMU started but is not running (see console.log)');
+      // Aborted after all: the caller will not record this VM, so it must not stay.
+      signal_?.throwIfAborted();
       return info;
     } catch (e) {
       const err = e as Error & { stderr?: string };
+      // An abort or a timeout only SIGTERMs the first QEMU process, and returns before it is gone;
+      // the VM process it forked is not in qemu.pid until it writes it. Kill every process that
+      // names this VM's directory before the directory goes, or one could outlive it unseen.
+      const programs = [path.basename(this.binary), 'qemu-img'];
+      const gone = await killAllNaming(`${files.dir}/`, programs, 5000);
       await this.destroy(spec.name).catch(() => undefined);
+      if (!gone) throw new ProviderError(`create ${spec.name} failed and its QEMU does not exit`, true);
       if (signal_?.aborted) throw new ProviderError(`create ${spec.name} aborted`, true);
       const detail =
         (err.stderr ?? '').trim().split('\n').filter(Boolean).slice(-2).join('; ') || err.message;

@@ -1,6 +1,7 @@
 // Validation against GitHub's own OpenAPI description (npm @octokit/openapi), so that the
 // stand-in GitHub (test/fakes/github/server.ts) cannot drift from the real REST API: every request
-// it receives and every response it sends is checked here.
+// it receives and every response it sends is checked here: parameters (path, query, header),
+// bodies, statuses, the documented response headers (the `Link` header's format: ./link.ts).
 //
 // Only `generated/api.github.com.json` is loaded (the package root would load every variant, ~0.9 GB).
 // Component schemas are added to one ajv instance as `{ $id: 'gh', components }`; operation
@@ -10,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { checkLinkHeader } from './link.ts';
 
 type JsonObject = Record<string, unknown>;
 
@@ -22,6 +24,8 @@ export interface RequestInput {
   body?: unknown;
   /** The request's Content-Type, when it had a body. */
   contentType?: string;
+  /** Request headers, names in lower case (for the operation's header parameters). */
+  headers?: Record<string, string | undefined>;
 }
 
 export interface ResponseCheckOptions {
@@ -31,6 +35,10 @@ export interface ResponseCheckOptions {
    * only 204 and 422). Accepted when their body is a `basic-error`.
    */
   implicitStatuses?: readonly number[];
+  /** The response headers, names in any case (checked where the description defines them). */
+  headers?: Record<string, string>;
+  /** The absolute URL the request was sent to (a `Link` header's links must lead back to it). */
+  requestUrl?: URL;
 }
 
 export interface OperationMatch {
@@ -96,6 +104,13 @@ function rewriteRefs(node: unknown): unknown {
     else out[k] = DATA_KEYS.has(k) ? v : rewriteRefs(v);
   }
   return out;
+}
+
+/** A parameter or header value (always a string on the wire) as the type its schema wants. */
+function coerce(s: string, type: unknown): unknown {
+  if ((type === 'integer' || type === 'number') && /^-?\d+(\.\d+)?$/.test(s)) return Number(s);
+  if (type === 'boolean' && (s === 'true' || s === 'false')) return s === 'true';
+  return s;
 }
 
 function describe(value: unknown): string {
@@ -234,11 +249,6 @@ export class GitHubOpenApi {
   private checkParam(where: string, op: Operation, p: Parameter, raw: string | string[]): string[] {
     const schema = p.schema ?? {};
     const type = schema.type;
-    const coerce = (s: string, t: unknown): unknown => {
-      if ((t === 'integer' || t === 'number') && /^-?\d+(\.\d+)?$/.test(s)) return Number(s);
-      if (t === 'boolean' && (s === 'true' || s === 'false')) return s === 'true';
-      return s;
-    };
     let value: unknown;
     if (type === 'array') {
       const items = (Array.isArray(raw) ? raw : raw.split(',')).filter((s) => s !== '');
@@ -256,6 +266,43 @@ export class GitHubOpenApi {
     );
   }
 
+  /** Response headers the documented response defines: present when required, matching their schema. */
+  private checkResponseHeaders(where: string, resp: JsonObject, opts: ResponseCheckOptions): string[] {
+    const sent = new Map(Object.entries(opts.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+    const declared = isObject(resp.headers) ? resp.headers : {};
+    const problems: string[] = [];
+    for (const [name, ref] of Object.entries(declared)) {
+      const h = this.deref(ref) ?? {};
+      const value = sent.get(name.toLowerCase());
+      if (value === undefined) {
+        if (h.required === true) problems.push(`${where}: missing required response header ${name}`);
+        continue;
+      }
+      const schema = isObject(h.schema) ? h.schema : {};
+      const fn = this.compile(`${where} header:${name}`, schema);
+      if (!fn(coerce(value, schema.type)))
+        problems.push(...formatErrors(`${where}: response header ${name}`, fn.errors));
+      if (name.toLowerCase() === 'link') {
+        if (!opts.requestUrl)
+          problems.push(`${where}: a Link header cannot be checked without the request URL`);
+        else problems.push(...checkLinkHeader(value, opts.requestUrl).map((m) => `${where}: ${m}`));
+      }
+    }
+    return problems;
+  }
+
+  /**
+   * Checks an error reply that belongs to no operation (an endpoint GitHub does not have, a
+   * request the stand-in could not parse): a 4xx/5xx status with a `basic-error` body.
+   */
+  validateErrorReply(status: number, body: unknown): string[] {
+    if (status < 400 || status > 599) return [`error reply with status ${status}, not 4xx/5xx`];
+    const fn = this.compile('basic-error', { $ref: '#/components/schemas/basic-error' });
+    if (!isObject(body))
+      return [`error reply ${status}: body must be a basic-error object, got ${describe(body)}`];
+    return fn(body) ? [] : formatErrors(`error reply ${status} body`, fn.errors);
+  }
+
   /** Checks a request against the description; returns human-readable problems (empty: valid). */
   validateRequest(method: string, template: string, input: RequestInput): string[] {
     const where = `${method.toUpperCase()} ${template}`;
@@ -265,9 +312,11 @@ export class GitHubOpenApi {
     const params = input.params ?? {};
     const query = input.query ?? {};
 
+    const headers = input.headers ?? {};
     for (const p of op.parameters) {
-      if (p.in !== 'path' && p.in !== 'query') continue;
-      const raw = p.in === 'path' ? params[p.name] : query[p.name];
+      if (p.in === 'cookie') continue;
+      const raw =
+        p.in === 'path' ? params[p.name] : p.in === 'query' ? query[p.name] : headers[p.name.toLowerCase()];
       if (raw === undefined) {
         if (p.required || p.in === 'path')
           errors.push(`${where}: missing required ${p.in} parameter ${p.name}`);
@@ -330,24 +379,32 @@ export class GitHubOpenApi {
     const documented = op.responses[code] ?? op.responses[`${code[0]}XX`] ?? op.responses.default;
     if (documented === undefined) {
       if (opts.implicitStatuses?.includes(status)) {
-        const fn = this.compile('basic-error', { $ref: '#/components/schemas/basic-error' });
-        return fn(body) ? [] : formatErrors(`${where}: response ${status} body`, fn.errors);
+        return this.validateErrorReply(status, body).map((m) => `${where}: ${m}`);
       }
       return [
         `${where}: response status ${status} is not documented (documented: ${Object.keys(op.responses).join(', ')})`,
       ];
     }
     const resp = this.deref(documented) ?? {};
+    const problems = this.checkResponseHeaders(`${where}: response ${status}`, resp, opts);
     const content = isObject(resp.content) ? resp.content : undefined;
     const mediaKey = content && (content['application/json'] ? 'application/json' : Object.keys(content)[0]);
     const media = mediaKey && content ? content[mediaKey] : undefined;
     const empty = body === undefined || body === '';
     if (!isObject(media) || media.schema === undefined) {
-      return empty ? [] : [`${where}: response ${status} must have no body, got ${describe(body)}`];
+      if (!empty) problems.push(`${where}: response ${status} must have no body, got ${describe(body)}`);
+      return problems;
     }
-    if (empty) return [`${where}: response ${status} must have a ${mediaKey} body, got none`];
+    if (empty) return [...problems, `${where}: response ${status} must have a ${mediaKey} body, got none`];
+    const sentType = Object.entries(opts.headers ?? {}).find(
+      ([k]) => k.toLowerCase() === 'content-type',
+    )?.[1];
+    if (sentType !== undefined && sentType.split(';')[0]!.trim().toLowerCase() !== mediaKey) {
+      problems.push(`${where}: response ${status} sent as ${sentType}, documented as ${mediaKey}`);
+    }
     const fn = this.compile(`${op.method} ${op.template} response ${code}`, media.schema);
-    return fn(body) ? [] : formatErrors(`${where}: response ${status} body`, fn.errors);
+    if (!fn(body)) problems.push(...formatErrors(`${where}: response ${status} body`, fn.errors));
+    return problems;
   }
 }
 

@@ -3,11 +3,14 @@
 // GitHub's OpenAPI description (./openapi.ts), serves the stand-in runner's tarball
 // (./runner/), and hands queued jobs to stand-in runners that connect to it
 // (./runner-protocol.ts). Anything that would not work against the real GitHub is recorded in
-// `violations`: a test that ends with violations has found a bug in Hatchery or in this fake.
+// `violations`: a test that ends with violations has found a bug in Hatchery or in this fake,
+// and close() — which every test's cleanup calls — fails with them unless the test declared
+// them (expectViolation) or took them to assert on (takeViolations).
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { API_VERSION, headerRefusal } from './headers.ts';
 import { githubOpenApi } from './openapi.ts';
 import { DOCS, notFound, restHandlers, scopeOf, validationFailed, type RestReply } from './rest.ts';
 import { createRunnerProtocol, formatJobAssignment, type RunnerProtocol } from './runner-protocol.ts';
@@ -24,7 +27,7 @@ import { buildTarball } from './tarball.ts';
 export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
 export { decodeJitConfig } from './runner-protocol.ts';
 
-export const API_VERSION = '2022-11-28';
+export { API_VERSION } from './headers.ts';
 export const DEFAULT_TOKEN = 'ghp_testtoken0000000000000000000000000000';
 
 export interface FakeGitHubOptions {
@@ -70,8 +73,31 @@ export interface RunnerTarball {
 
 const RUNNER_DIR = new URL('./runner/', import.meta.url);
 const TARBALL_PATH = `/_downloads/actions-runner-linux-x64-${RUNNER_VERSION}.tar.gz`;
-/** Statuses GitHub answers on any operation though its description often leaves them out. */
-const IMPLICIT_STATUSES = [401, 404];
+/**
+ * Statuses GitHub answers on any operation though its description often leaves them out: a body
+ * that is not JSON or an unsupported API version (400), bad credentials (401), no User-Agent
+ * (403), not found (404), an Accept without JSON (415), a request that fails validation (422),
+ * its own failure (500). Their bodies must still be a `basic-error`.
+ */
+const IMPLICIT_STATUSES = [400, 401, 403, 404, 415, 422, 500];
+
+/** close() rejects with this when the test left violations it did not acknowledge. */
+export class FakeGitHubViolations extends Error {
+  constructor(
+    readonly violations: readonly string[],
+    readonly unmet: readonly RegExp[],
+  ) {
+    const lines = [
+      ...violations.map((v) => `  - ${v}`),
+      ...unmet.map((re) => `  - expected a violation matching ${re}, but none happened`),
+    ];
+    super(
+      `the stand-in GitHub saw ${violations.length} API violation(s) nobody acknowledged` +
+        `${unmet.length ? ` and missed ${unmet.length} expected one(s)` : ''}:\n${lines.join('\n')}`,
+    );
+    this.name = 'FakeGitHubViolations';
+  }
+}
 
 function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
   const file = (name: string) => readFileSync(new URL(name, RUNNER_DIR));
@@ -84,7 +110,6 @@ function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
 }
 
 export class FakeGitHub {
-  readonly violations: string[] = [];
   readonly requests: RequestRecord[] = [];
   readonly runnerTarball: RunnerTarball;
 
@@ -100,7 +125,10 @@ export class FakeGitHub {
   private guestUrl: string | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  private offline: Promise<void> | undefined;
   private requestCount = 0;
+  private readonly recorded: string[] = [];
+  private readonly expected: { pattern: RegExp; seen: boolean }[] = [];
 
   private constructor(private readonly opts: FakeGitHubOptions) {
     this.state = new FakeState(formatJobAssignment);
@@ -116,7 +144,7 @@ export class FakeGitHub {
     this.protocol = createRunnerProtocol({
       state: this.state,
       longPollMs: opts.longPollMs ?? 25_000,
-      violation: (m) => this.violations.push(m),
+      violation: (m) => this.violation(m),
       serverUrlFor: (req) => `http://${req.get('host') ?? '127.0.0.1'}`,
     });
 
@@ -130,9 +158,12 @@ export class FakeGitHub {
     this.app.use((req, res) => this.handleApi(req, res));
     this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
       const status = (err as { status?: number }).status ?? 500;
-      this.violations.push(`${req.method} ${req.originalUrl}: ${String((err as Error).message ?? err)}`);
+      this.violation(`${req.method} ${req.originalUrl}: ${String((err as Error).message ?? err)}`);
       if (!res.headersSent)
-        res.status(status).json({ message: 'Problems parsing the request', documentation_url: DOCS });
+        this.reply(req, res, {
+          status,
+          body: { message: 'Problems parsing the request', documentation_url: DOCS, status: String(status) },
+        });
     });
   }
 
@@ -164,6 +195,53 @@ export class FakeGitHub {
   }
 
   // --- in-process test API ---
+
+  /** Everything recorded so far that would not work against GitHub (not yet taken). */
+  get violations(): readonly string[] {
+    return [...this.recorded];
+  }
+
+  /** Returns the violations recorded so far and forgets them: the caller asserts on them. */
+  takeViolations(): string[] {
+    return this.recorded.splice(0);
+  }
+
+  /**
+   * Declares a violation the test provokes on purpose (also from background work it cannot
+   * wait for): close() accepts the violations matching `pattern`, and fails if none did.
+   */
+  expectViolation(pattern: RegExp): void {
+    this.expected.push({ pattern, seen: false });
+  }
+
+  /**
+   * GitHub becomes unreachable: the listening socket closes and open connections are dropped
+   * (clients get ECONNREFUSED); runners, jobs and tokens are kept for goOnline().
+   */
+  async goOffline(): Promise<void> {
+    const server = this.server;
+    if (!server || this.offline) return;
+    this.offline = new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    await this.offline;
+  }
+
+  /** GitHub is back, on the same port, with the state it had. */
+  async goOnline(): Promise<void> {
+    const server = this.server;
+    if (!server || !this.offline) return;
+    await this.offline;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(Number(new URL(this.baseUrl).port), '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.offline = undefined;
+  }
 
   /** Queues a job (as a workflow run would); it goes to a matching idle runner of the repository. */
   queueJob(input: { repository: string; labels: string[]; name?: string; script?: string }): FakeJob {
@@ -235,24 +313,42 @@ export class FakeGitHub {
     return this.state.onJob(listener);
   }
 
-  /** Stops the server: answers pending long polls, closes connections, rejects pending waits. */
+  /**
+   * Stops the server (answers pending long polls, closes connections, rejects pending waits),
+   * then rejects with FakeGitHubViolations if any violation was neither expected nor taken, or
+   * an expected one never happened: a test's cleanup calls it, so every request a test caused —
+   * including the service's background calls after its last assertion — is checked.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.sweeper) clearInterval(this.sweeper);
       this.protocol.closeAll();
       this.state.failWaiters(new Error('FakeGitHub closed'));
       const server = this.server;
-      if (!server) return;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        setImmediate(() => server.closeAllConnections());
-      });
+      if (server && !this.offline) {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          setImmediate(() => server.closeAllConnections());
+        });
+      }
+      const unexpected = this.recorded.filter((v) => !this.isExpected(v));
+      const unmet = this.expected.filter((e) => !e.seen).map((e) => e.pattern);
+      if (unexpected.length || unmet.length) throw new FakeGitHubViolations(unexpected, unmet);
     })();
     return this.closing;
   }
 
   // --- internals ---
+
+  private violation(message: string): void {
+    this.recorded.push(message);
+    for (const e of this.expected) if (e.pattern.test(message)) e.seen = true;
+  }
+
+  private isExpected(violation: string): boolean {
+    return this.expected.some((e) => e.pattern.test(violation));
+  }
 
   private sweepLostRunners(lostAfterMs: number): void {
     const now = Date.now();
@@ -263,24 +359,30 @@ export class FakeGitHub {
     }
   }
 
+  /**
+   * Sends a REST reply after checking it against the description: against the operation's
+   * documented responses when the request matched one, else as a bare error reply.
+   */
   private reply(
     req: Request,
     res: Response,
     reply: RestReply,
-    check?: { method: string; template: string },
+    op?: { method: string; template: string },
   ): void {
-    if (check) {
-      const problems = githubOpenApi().validateResponse(
-        check.method,
-        check.template,
-        reply.status,
-        reply.body,
-        {
+    const api = githubOpenApi();
+    const headers = {
+      ...(reply.body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...reply.headers,
+    };
+    const problems = op
+      ? api.validateResponse(op.method, op.template, reply.status, reply.body, {
           implicitStatuses: IMPLICIT_STATUSES,
-        },
-      );
-      for (const p of problems) this.violations.push(`stand-in GitHub sent an invalid response: ${p}`);
-    }
+          headers,
+          requestUrl: new URL(req.originalUrl, this.baseUrl),
+        })
+      : api.validateErrorReply(reply.status, reply.body);
+    for (const p of problems)
+      this.violation(`stand-in GitHub sent an invalid response to ${req.method} ${req.originalUrl}: ${p}`);
     this.requests.push({ method: req.method, path: req.originalUrl, status: reply.status });
     const used = ++this.requestCount;
     res.set({
@@ -290,7 +392,7 @@ export class FakeGitHub {
       'x-ratelimit-used': String(used),
       'x-ratelimit-reset': String(Math.floor(Date.now() / 1000) + 3600),
       'x-ratelimit-resource': 'core',
-      ...reply.headers,
+      ...headers,
     });
     res.status(reply.status);
     if (reply.body === undefined) res.end();
@@ -303,7 +405,7 @@ export class FakeGitHub {
     const what = `${req.method} ${req.originalUrl}`;
     const match = api.match(req.method, path);
     if (!match) {
-      this.violations.push(
+      this.violation(
         api.pathExists(path)
           ? `${what}: GitHub has no ${req.method} operation on this path`
           : `${what}: not a GitHub REST API endpoint`,
@@ -314,20 +416,15 @@ export class FakeGitHub {
     const key = `${match.method} ${match.template}`;
     const handler = restHandlers[key];
     if (!handler) {
-      this.violations.push(
-        `${what}: ${key} (${match.operationId}) is not implemented by the stand-in GitHub`,
-      );
-      this.reply(req, res, notFound());
+      this.violation(`${what}: ${key} (${match.operationId}) is not implemented by the stand-in GitHub`);
+      this.reply(req, res, notFound(), match);
       return;
     }
 
-    const version = req.get('x-github-api-version');
-    if (version !== undefined && version !== API_VERSION) {
-      this.violations.push(`${what}: unsupported X-GitHub-Api-Version ${JSON.stringify(version)}`);
-      this.reply(req, res, {
-        status: 400,
-        body: { message: `API version ${version} is not supported.`, documentation_url: DOCS, status: '400' },
-      });
+    const refusal = headerRefusal((name) => req.get(name));
+    if (refusal) {
+      this.violation(`${what}: ${refusal.problem}`);
+      this.reply(req, res, refusal.reply, match);
       return;
     }
 
@@ -344,11 +441,13 @@ export class FakeGitHub {
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch {
-        this.violations.push(`${what}: the request body is not JSON`);
-        this.reply(req, res, {
-          status: 400,
-          body: { message: 'Problems parsing JSON', documentation_url: DOCS, status: '400' },
-        });
+        this.violation(`${what}: the request body is not JSON`);
+        this.reply(
+          req,
+          res,
+          { status: 400, body: { message: 'Problems parsing JSON', documentation_url: DOCS, status: '400' } },
+          match,
+        );
         return;
       }
     }
@@ -358,10 +457,11 @@ export class FakeGitHub {
       query,
       body,
       contentType: req.get('content-type'),
+      headers: req.headers as Record<string, string | undefined>,
     });
     if (problems.length) {
-      for (const p of problems) this.violations.push(`invalid request ${what}: ${p}`);
-      this.reply(req, res, validationFailed(problems));
+      for (const p of problems) this.violation(`invalid request ${what}: ${p}`);
+      this.reply(req, res, validationFailed(problems), match);
       return;
     }
 
@@ -394,8 +494,13 @@ export class FakeGitHub {
         guestBaseUrl: this.guestBaseUrl,
       });
     } catch (e) {
-      this.violations.push(`${what}: the stand-in GitHub failed: ${(e as Error).stack ?? String(e)}`);
-      this.reply(req, res, { status: 500, body: { message: 'Server Error', documentation_url: DOCS } });
+      this.violation(`${what}: the stand-in GitHub failed: ${(e as Error).stack ?? String(e)}`);
+      this.reply(
+        req,
+        res,
+        { status: 500, body: { message: 'Server Error', documentation_url: DOCS } },
+        match,
+      );
       return;
     }
     this.reply(req, res, reply, match);
