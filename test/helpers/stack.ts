@@ -13,6 +13,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,6 +32,17 @@ import { killAll, pidsWithArg, qemuPidsUnder } from './processes.ts';
 
 const REPO_ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const GUEST_GITHUB = '10.0.2.100:80';
+/** Where guests on the HTTP channel reach the service (a forward to its port). */
+export const GUEST_SERVICE = '10.0.2.101:80';
+
+/** A port nothing listens on right now (for a service whose port must be known up front). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 export interface PoolSpec {
   name: string;
@@ -39,6 +51,11 @@ export interface PoolSpec {
   forwardTo?: string;
   /** Default the tiny test guest. */
   image?: string;
+  /**
+   * `http`: the guests report over the service's HTTP channel, reaching it at
+   * http://10.0.2.101 (a forward to the service's port), instead of QEMU's virtio-serial port.
+   */
+  channel?: 'http';
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
 }
@@ -78,6 +95,8 @@ export class StackFiles {
   private constructor(
     readonly fake: FakeGitHub,
     readonly opts: StackOptions,
+    /** The service's port: fixed when guests must reach it (HTTP channel), else 0 (any). */
+    readonly servicePort: number,
   ) {
     this.dir = mkdtempSync(path.join(tmpdir(), 'hatchery-e2e-'));
     this.stateDir = path.join(this.dir, 'vms');
@@ -94,7 +113,9 @@ export class StackFiles {
       tokens,
       grants: opts.grants,
     });
-    return new StackFiles(fake, { ...opts, tokens });
+    // A guest's forward to the service is set up when its VM starts: the port must be known.
+    const port = opts.pools?.some((p) => p.channel === 'http') ? await freePort() : 0;
+    return new StackFiles(fake, { ...opts, tokens }, port);
   }
 
   private toml(): string {
@@ -106,12 +127,18 @@ export class StackFiles {
       ...(p.image ? { image: p.image } : {}),
       memory: 256,
       max_vms: p.max_vms ?? 4,
-      forwards: [{ guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost }],
+      forwards: [
+        { guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost },
+        ...(p.channel === 'http' ? [{ guest: GUEST_SERVICE, host: `127.0.0.1:${this.servicePort}` }] : []),
+      ],
+      ...(p.channel === 'http'
+        ? { channel: 'http', channel_url: `http://${GUEST_SERVICE.replace(/:80$/, '')}` }
+        : {}),
       timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
     }));
     const config: Record<string, unknown> = {
       instance_id: this.instanceId,
-      server: { host: '127.0.0.1', port: 0 },
+      server: { host: '127.0.0.1', port: this.servicePort },
       api: { token: this.apiToken },
       control: { secret: this.controlSecret },
       github: {
@@ -126,7 +153,7 @@ export class StackFiles {
       workers: { concurrency: 4, poll_ms: 100, lease_seconds: 60, ...opts.workers },
       reconcile: { interval_seconds: 2 },
       limits: { max_vms: opts.maxVms ?? 8 },
-      qemu: { accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR },
+      providers: { qemu: { kind: 'qemu', accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR } },
       log: { level: opts.logLevel ?? 'debug' },
       ...(opts.legacy ? { legacy: { enabled: true, ...opts.legacy } } : {}),
       ...opts.extra,
@@ -141,20 +168,22 @@ export class StackFiles {
 
   /** Everything a VM could leave behind: QEMU processes, VM directories, forwarders, registrations. */
   leftovers(): { qemu: number[]; vmDirs: string[]; forwarders: number[]; runners: string[] } {
-    const fakePort = new URL(this.fake.url).port;
+    const ports = [new URL(this.fake.url).port, ...(this.servicePort ? [String(this.servicePort)] : [])];
     return {
       qemu: qemuPidsUnder(this.stateDir),
       vmDirs: existsSync(this.stateDir)
         ? readdirSync(this.stateDir).filter((d) => d.startsWith('hatchery-'))
         : [],
       // guestfwd runs one `busybox nc 127.0.0.1 <port>` per guest connection.
-      forwarders: pidsWithArg(fakePort).filter((pid) => {
-        try {
-          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('busybox\0nc');
-        } catch {
-          return false;
-        }
-      }),
+      forwarders: ports
+        .flatMap((p) => pidsWithArg(p))
+        .filter((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('busybox\0nc');
+          } catch {
+            return false;
+          }
+        }),
       runners: this.fake.runners().map((r) => r.name),
     };
   }
