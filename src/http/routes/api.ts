@@ -12,6 +12,20 @@ import { badRequest, RequestError } from '../errors.ts';
 import { eventView, vmView } from '../views.ts';
 
 const MAX_WAIT_S = 3600;
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+// A page cursor is opaque to clients: the id of the last VM listed, newest first.
+const formatCursor = (id: number): string => Buffer.from(`v1:${id}`).toString('base64url');
+
+function parseCursor(value: unknown): number {
+  const m =
+    typeof value === 'string'
+      ? /^v1:([1-9][0-9]{0,15})$/.exec(Buffer.from(value, 'base64url').toString())
+      : null;
+  if (!m) throw badRequest('cursor', 'not a cursor from a previous page (next_cursor)');
+  return Number(m[1]);
+}
 
 function vmNameParam(req: Request): string {
   const name = String(req.params.name);
@@ -38,8 +52,23 @@ export function apiRoutes(deps: {
     }
     const repository =
       typeof req.query.repository === 'string' ? parseRepository(req.query.repository).full : undefined;
-    const vms = await deps.store.listVms({ states: states as VmState[] | undefined, repository, limit: 500 });
-    res.json({ vms: vms.map((vm) => vmView(vm, deps.baseUrl())) });
+    const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
+      throw badRequest('limit', `an integer between 1 and ${MAX_PAGE}`);
+    const before = req.query.cursor === undefined ? undefined : parseCursor(req.query.cursor);
+    // One more than asked: whether another page exists, without counting.
+    const rows = await deps.store.listVms({
+      states: states as VmState[] | undefined,
+      repository,
+      limit: limit + 1,
+      ...(before === undefined ? {} : { before }),
+    });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    res.json({
+      vms: page.map((vm) => vmView(vm, deps.baseUrl())),
+      next_cursor: rows.length > limit && last ? formatCursor(last.id) : null,
+    });
   });
 
   router.get('/api/v1/vms/:name', async (req: Request, res: Response) => {
