@@ -94,9 +94,11 @@ function generateJitConfig(req: RestRequest): RestReply {
     ephemeral: true,
     workFolder,
   });
+  const encoded = encodeJitConfig(r, req.guestBaseUrl);
+  req.state.issuedJitConfigs.push(encoded);
   return {
     status: 201,
-    body: { runner: runnerJson(r), encoded_jit_config: encodeJitConfig(r, req.guestBaseUrl) },
+    body: { runner: runnerJson(r), encoded_jit_config: encoded },
   };
 }
 

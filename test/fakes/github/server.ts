@@ -269,6 +269,11 @@ export class FakeGitHub {
     return this.state.jobs();
   }
 
+  /** Every encoded JIT config handed out so far, oldest first. */
+  issuedJitConfigs(): string[] {
+    return [...this.state.issuedJitConfigs];
+  }
+
   /** Runner registrations; with a repository (`owner/repo`), that repository's runners only. */
   runners(repository?: string): FakeRunner[] {
     const all = [...this.state.runnersById.values()];

@@ -144,6 +144,8 @@ export class FakeState {
   readonly runnersById = new Map<number, RunnerRecord>();
   private readonly jobsById = new Map<number, JobRecord>();
   readonly tokens = new Map<string, TokenRecord>();
+  /** Every encoded JIT config handed out (secrets: tests check that none is kept anywhere). */
+  readonly issuedJitConfigs: string[] = [];
   private readonly waiters = new Set<Waiter>();
   private readonly jobListeners = new Set<(action: JobEventAction, job: FakeJob) => void>();
   private nextRunnerId = 1001;
