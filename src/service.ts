@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { publicUrl } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import type { CoreContext } from './core/context.ts';
+import { crashPointFor } from './core/crash-points.ts';
 import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
@@ -34,6 +35,8 @@ export interface ServiceOptions {
   providers?: Providers;
   /** Config warnings (loadConfig), logged at start-up. */
   warnings?: string[];
+  /** Tests: stop the process at this crash point (core/crash-points.ts). */
+  crashAt?: string;
 }
 
 export class HatcheryService {
@@ -104,6 +107,7 @@ export class HatcheryService {
       clock,
       log,
       notifier,
+      crashPoint: crashPointFor(opts.crashAt),
     };
     if (!ctx.runnerDownload)
       log.warn('runner.url / runner.sha256 not set: VMs cannot be provisioned until they are');

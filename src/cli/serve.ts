@@ -23,7 +23,12 @@ export function registerServeCommand(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
-      service = await HatcheryService.start({ config, warnings });
+      // HATCHERY_TEST_CRASH_AT: tests kill the service at a named dangerous moment.
+      service = await HatcheryService.start({
+        config,
+        warnings,
+        crashAt: process.env.HATCHERY_TEST_CRASH_AT,
+      });
       if (stopping) {
         stopping = false;
         await stop('signal during start-up');

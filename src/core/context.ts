@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { Store, VmRecord } from '../store/store.ts';
 import type { Timeouts } from './lifecycle.ts';
+import type { CrashPoint } from './crash-points.ts';
 import type { Notifier } from './notifier.ts';
 
 export interface CoreContext {
@@ -28,6 +29,11 @@ export interface CoreContext {
   instanceId: string;
   clock: () => number;
   log: Logger;
+  /**
+   * Named moments where a crash is most dangerous (tests only: crash-points.ts); a no-op in
+   * service. The test makes the process stop itself there, then kills it with -9.
+   */
+  crashPoint?: (point: CrashPoint) => void;
   notifier: Notifier;
 }
 

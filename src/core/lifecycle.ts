@@ -17,7 +17,7 @@ export type LifecycleEvent =
   | { type: 'admitted' }
   | { type: 'destroy_requested'; by: string }
   | { type: 'create_cancelled' }
-  | { type: 'created' }
+  | { type: 'created'; note?: string }
   | { type: 'create_failed'; error: string; retryable: boolean }
   | { type: 'guest_booted' }
   | { type: 'runner_registered' }
@@ -166,7 +166,11 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
       switch (event.type) {
         case 'created':
           if (vm.destroyRequested) return destroy('created, but destroy was requested meanwhile');
-          return go('booting', null, 'VM created; waiting for the runner to register');
+          return go(
+            'booting',
+            null,
+            `VM created; waiting for the runner to register${event.note ? ` (${event.note})` : ''}`,
+          );
         case 'create_cancelled':
           return destroy('create skipped: destroy was requested');
         case 'create_failed': {

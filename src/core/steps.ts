@@ -27,11 +27,11 @@ export async function provision(
     // Crash-resume: a previous attempt may have created the VM before the service died.
     const existing = await provider.get(vm.name);
     if (existing?.status === 'running') {
-      // Its channel token (HTTP) was recorded before the create: the guest holds that one.
-      if (existing.channel && !vm.channelTokenHash)
-        await ctx.store.setProviderData(vm.name, { channel: existing.channel }, ctx.clock());
+      // An HTTP channel token was recorded before that create: the guest holds that one.
+      const address = vm.channelTokenHash ? { kind: 'http' } : existing.channel;
+      if (address) await ctx.store.setProviderData(vm.name, { channel: address }, ctx.clock());
       ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
-      return { type: 'created' };
+      return { type: 'created', note: 'adopted: the VM was created before the service restarted' };
     }
     if (!ctx.runnerDownload)
       throw new ProviderError('runner.url and runner.sha256 are not configured', false);
@@ -47,7 +47,7 @@ export async function provision(
         HATCHERY_CHANNEL_TOKEN: token,
       };
     }
-    const jit = await mintJitConfig(ctx, vm);
+    const { jit, replaced } = await mintJitConfig(ctx, vm);
     signal.throwIfAborted();
     const info = await provider.create(
       {
@@ -71,9 +71,19 @@ export async function provision(
       },
       signal,
     );
+    ctx.crashPoint?.('vm-created');
     const address = http ? { kind: 'http' } : info.channel;
     if (address) await ctx.store.setProviderData(vm.name, { channel: address }, ctx.clock());
-    return { type: 'created' };
+    return {
+      type: 'created',
+      ...(replaced !== undefined
+        ? {
+            note:
+              `its runner was registered again: the name was taken by registration ${replaced}, ` +
+              'minted before a crash and never recorded; that one was removed',
+          }
+        : {}),
+    };
   } catch (e) {
     return { type: 'create_failed', error: (e as Error).message, retryable: isRetryable(e) };
   }
@@ -84,10 +94,12 @@ function isRetryable(e: unknown): boolean {
   return true;
 }
 
-async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<string> {
+/** `replaced`: the id of a registration of the same name, minted before a crash, now removed. */
+async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: string; replaced?: number }> {
   const runners = ctx.runnersFor(vm);
   const request = { name: vm.name, labels: vm.runnerLabels, runnerGroupId: ctx.runnerGroupId };
   let jit;
+  let replaced: number | undefined;
   try {
     jit = await runners.generateJitConfig(vm.repository, request);
   } catch (e) {
@@ -95,9 +107,14 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<string> {
     // The name is taken: a registration from an attempt interrupted by a crash. Ours by name
     // (VM names are unique), so remove it and mint again.
     const stale = (await runners.listRunners(vm.repository)).find((r) => r.name === vm.name);
-    if (stale) await runners.deleteRunner(vm.repository, stale.id);
+    if (stale) {
+      await runners.deleteRunner(vm.repository, stale.id);
+      replaced = stale.id;
+      ctx.log.warn({ vm: vm.name, runnerId: stale.id }, 'removed a registration minted before a crash');
+    }
     jit = await runners.generateJitConfig(vm.repository, request);
   }
+  ctx.crashPoint?.('jit-minted');
   await ctx.store.recordRegistration({
     vmId: vm.id,
     repository: vm.repository,
@@ -105,13 +122,14 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<string> {
     runnerName: jit.runnerName,
     createdAt: ctx.clock(),
   });
-  return jit.encodedJitConfig;
+  return { jit: jit.encodedJitConfig, ...(replaced !== undefined ? { replaced } : {}) };
 }
 
 /** Removes the VM, then every runner registration it still has. Idempotent. */
 export async function destroy(ctx: CoreContext, vm: VmRecord, signal: AbortSignal): Promise<LifecycleEvent> {
   try {
     await ctx.providerFor(vm).destroy(vm.name, signal);
+    ctx.crashPoint?.('vm-destroyed');
     const regs = await ctx.store.listRegistrations({ vmId: vm.id, live: true });
     if (regs.length > 0) {
       const runners = ctx.runnersFor(vm);

@@ -3,6 +3,7 @@
 // resumes the interrupted step, and every lifecycle completes with nothing leaked.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { CrashPoint } from '../../src/core/crash-points.ts';
 import { ServiceProcess, StackFiles } from '../helpers/stack.ts';
 
 const REPO = 'octo-org/crashy';
@@ -106,5 +107,115 @@ describe('crash recovery (kill -9 of the service, real VMs)', () => {
 
     // A graceful stop afterwards: SIGTERM, exit 0.
     assert.equal(await svc.stop(), 0);
+  });
+});
+
+// kill -9 at the dangerous moments themselves (src/core/crash-points.ts): the service stops
+// itself there and the test kills it, then restarts it and checks state, the runner configs
+// GitHub minted, and the registrations left.
+describe('crash at the dangerous moments (kill -9, real VMs)', () => {
+  let files: StackFiles;
+  let svc: ServiceProcess;
+  let run = 100;
+  before(async () => {
+    files = await StackFiles.create();
+    svc = new ServiceProcess(files);
+  });
+  after(async () => {
+    await svc?.kill9();
+    await files?.cleanup();
+  });
+
+  /** Starts the service armed at `point`, creates a VM, and kills the service once it stops there. */
+  async function createAndCrash(
+    point: CrashPoint,
+    before?: (name: string) => Promise<void>,
+  ): Promise<string> {
+    await svc.start(60_000, { crashAt: point });
+    const r = await svc.client.control({
+      action: 'create',
+      repository: REPO,
+      run_id: ++run,
+      run_attempt: 1,
+      labels: ['linux'],
+    });
+    assert.equal(r.status, 202);
+    const name = r.json.vms[0]!.name;
+    await before?.(name);
+    await svc.waitStopped();
+    await svc.kill9();
+    return name;
+  }
+  const liveRegistrations = (name: string) =>
+    svc.read(async (s) => s.listRegistrations({ vmId: (await s.getVm(name))!.id, live: true }));
+  const events = (name: string) => svc.read(async (s) => s.listEvents((await s.getVm(name))!.id));
+
+  /** After the restart: the VM serves one job, ends destroyed, and nothing is left. */
+  async function servesAJobAndLeavesNothing(name: string): Promise<void> {
+    await svc.waitState(name, ['idle'], 120_000);
+    const job = files.fake.queueJob({ repository: REPO, labels: ['self-hosted', name], script: 'echo ok' });
+    assert.equal((await files.fake.waitForJob(job.id, { timeoutMs: 60_000 })).conclusion, 'success');
+    await svc.waitState(name, ['destroyed'], 60_000);
+    await files.nothingLeft();
+    assert.deepEqual(await liveRegistrations(name), []);
+  }
+
+  it('JIT config minted, not recorded: the stale registration is replaced, once, and says so', async () => {
+    const minted = files.fake.issuedJitConfigs().length;
+    const name = await createAndCrash('jit-minted');
+    assert.equal(files.fake.issuedJitConfigs().length, minted + 1);
+    assert.deepEqual(
+      files.fake.runners(REPO).map((r) => r.name),
+      [name],
+      'GitHub has the registration',
+    );
+    assert.deepEqual(await liveRegistrations(name), [], 'our records do not');
+    assert.equal((await svc.read((s) => s.getVm(name)))?.state, 'provisioning');
+    assert.deepEqual(files.leftovers().qemu, [], 'no VM was started');
+
+    await svc.start();
+    await svc.waitState(name, ['idle'], 120_000);
+    assert.equal(files.fake.issuedJitConfigs().length, minted + 2, 'minted again, exactly once');
+    assert.equal(files.fake.runners(REPO).filter((r) => r.name === name).length, 1);
+    const created = (await events(name)).find((e) => e.event === 'created');
+    assert.match(created?.note ?? '', /registered again: the name was taken by registration \d+/);
+    await servesAJobAndLeavesNothing(name);
+    await svc.stop();
+  });
+
+  it('VM created, `created` not committed: the VM is adopted, no second VM, no second runner', async () => {
+    const minted = files.fake.issuedJitConfigs().length;
+    const name = await createAndCrash('vm-created');
+    assert.equal(files.fake.issuedJitConfigs().length, minted + 1);
+    assert.equal((await svc.read((s) => s.getVm(name)))?.state, 'provisioning');
+    const qemu = files.leftovers().qemu;
+    assert.equal(qemu.length, 1, 'its QEMU runs on without the service');
+
+    await svc.start();
+    await svc.waitState(name, ['idle'], 120_000);
+    assert.equal(files.fake.issuedJitConfigs().length, minted + 1, 'no second runner config');
+    assert.deepEqual(files.leftovers().qemu, qemu, 'the same QEMU process, adopted');
+    const created = (await events(name)).find((e) => e.event === 'created');
+    assert.match(created?.note ?? '', /adopted/);
+    await servesAJobAndLeavesNothing(name);
+    await svc.stop();
+  });
+
+  it('VM destroyed, its registrations and `destroy_done` not: the destroy resumes and finishes', async () => {
+    const name = await createAndCrash('vm-destroyed', async (n) => {
+      await svc.waitState(n, ['idle'], 120_000);
+      const del = await svc.client.api('DELETE', `/api/v1/vms/${n}`);
+      assert.equal(del.status, 202);
+    });
+    assert.equal((await svc.read((s) => s.getVm(name)))?.state, 'destroying');
+    assert.deepEqual(files.leftovers().qemu, [], 'the VM itself is gone');
+    assert.equal((await liveRegistrations(name)).length, 1, 'its registration is still recorded');
+
+    await svc.start();
+    await svc.waitState(name, ['destroyed'], 60_000);
+    await files.nothingLeft();
+    assert.deepEqual(await liveRegistrations(name), []);
+    assert.deepEqual(files.fake.runners(REPO), []);
+    await svc.stop();
   });
 });

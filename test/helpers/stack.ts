@@ -23,6 +23,7 @@ import { stringify } from 'smol-toml';
 import { loadConfig } from '../../src/config/load.ts';
 import { sign } from '../../src/crypto/hmac.ts';
 import { createLogger } from '../../src/log.ts';
+import type { CrashPoint } from '../../src/core/crash-points.ts';
 import { HatcheryService } from '../../src/service.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import type { VmRecord } from '../../src/store/store.ts';
@@ -379,14 +380,19 @@ export class ServiceProcess {
     this.client = new Client(files, () => this.url);
   }
 
-  async start(timeoutMs = 60_000): Promise<void> {
+  /** `crashAt`: the process stops itself at that crash point (src/core/crash-points.ts). */
+  async start(timeoutMs = 60_000, opts: { crashAt?: CrashPoint } = {}): Promise<void> {
     const log = createWriteStream(this.files.logFile, { flags: 'a' });
     const child = spawn(
       process.execPath,
       [...this.nodeArgs, path.join(REPO_ROOT, 'bin/hatchery.js'), '--config', this.files.configFile, 'serve'],
       {
         cwd: this.files.dir,
-        env: { ...process.env, HATCHERY_CONFIG: '' },
+        env: {
+          ...process.env,
+          HATCHERY_CONFIG: '',
+          ...(opts.crashAt ? { HATCHERY_TEST_CRASH_AT: opts.crashAt } : {}),
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -428,6 +434,16 @@ export class ServiceProcess {
 
   get pid(): number {
     return this.child?.pid ?? 0;
+  }
+
+  /** Waits until the process has stopped itself at its crash point (state T in /proc). */
+  async waitStopped(timeoutMs = 120_000): Promise<void> {
+    const pid = this.pid;
+    await eventually(
+      () => (/^\d+ \(.*\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')) ? true : undefined),
+      `hatchery serve (pid ${pid}) to stop at its crash point`,
+      timeoutMs,
+    );
   }
 
   /** kill -9: no shutdown code runs. */
