@@ -16,7 +16,7 @@ import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
-import { createHttpServer } from './http/limits.ts';
+import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
 import { imageResolver } from './images/resolve.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { Provider } from './providers/provider.ts';
@@ -186,7 +186,9 @@ export class HatcheryService {
       const server = createHttpServer(app, {
         requestTimeoutMs: config.server.request_timeout * 1000,
         headersTimeoutMs: config.server.headers_timeout * 1000,
-      }).listen(config.server.port, config.server.host, () => resolve());
+      }).listen({ port: config.server.port, host: config.server.host, backlog: LISTEN_BACKLOG }, () =>
+        resolve(),
+      );
       server.on('error', reject);
       this.server = server;
     });

@@ -45,6 +45,14 @@ export function createHttpServer(app: RequestListener, limits: ServerLimits): ht
   return server;
 }
 
+/**
+ * Connections the kernel may hold for us before we accept them. Node's default, 511, overflows
+ * when a crowd of slow clients is cut off at once and reconnects: legitimate connects are then
+ * dropped and retried a second or more later. Linux caps it at net.core.somaxconn (4096 by
+ * default; Go's net package asks for that value too).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export interface BodyLimit {
   maxBytes: number;
   /** The limit as configured ("256kb"), for messages. */
