@@ -21,9 +21,12 @@ export interface AckResult {
   statuses: Record<string, number>;
 }
 
-function client(url: string, concurrency: number) {
+export function client(url: string, concurrency: number) {
   const u = new URL(url);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  // Idle sockets are dropped after 4 s, before the server's keepAliveTimeout (5 s) closes them:
+  // otherwise a burst may reuse a socket the server is closing at that moment (ECONNRESET), which
+  // a loaded machine makes likely, since a burst can then last seconds.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, timeout: 4000 });
   const request = (method: string, path: string, body?: string, headers: Record<string, string> = {}) =>
     new Promise<number>((resolve, reject) => {
       const req = http.request(
@@ -44,10 +47,11 @@ function client(url: string, concurrency: number) {
       req.on('error', reject);
       req.end(body);
     });
+  // The agent stays usable after destroy(): later requests open new connections.
   return { request, close: () => agent.destroy() };
 }
 
-async function burst(
+export async function burst(
   n: number,
   one: (i: number) => Promise<number>,
 ): Promise<{ ms: number[]; statuses: number[] }> {
@@ -63,7 +67,7 @@ async function burst(
   return { ms, statuses };
 }
 
-interface HttpLine {
+export interface HttpLine {
   method: string;
   path: string;
   ms: number;
@@ -71,7 +75,7 @@ interface HttpLine {
 }
 
 /** The service's `http` log lines, in log order. */
-function httpLines(logFile: string): HttpLine[] {
+export function httpLines(logFile: string): HttpLine[] {
   return readFileSync(logFile, 'utf8')
     .split('\n')
     .filter((line) => line.includes('"msg":"http"'))
@@ -79,54 +83,64 @@ function httpLines(logFile: string): HttpLine[] {
 }
 
 /**
- * The handler times the service logged for the measured requests: the creates (by their
- * `bench-` delivery ids) and the /healthz bursts after the warm-up. The log reaches its file
- * through a pipe, so wait until every line is there rather than read a partial file.
+ * The handler times the service logged for the `want` requests `select` picks (creates by their
+ * delivery ids, /healthz by path). The log reaches its file through a pipe, so wait until every
+ * line is there rather than read a partial file.
  */
-async function serverTimes(
+export async function serverTimes(
   logFile: string,
-  concurrency: number,
-  rounds: number,
-): Promise<AckResult['server']> {
+  select: (l: HttpLine) => boolean,
+  want: number,
+): Promise<number[]> {
   const until = Date.now() + 10_000;
   for (;;) {
-    const lines = httpLines(logFile);
-    const create = lines.filter((l) => l.delivery?.startsWith('bench-')).map((l) => l.ms);
-    const health = lines.filter((l) => l.method === 'GET' && l.path === '/healthz').map((l) => l.ms);
-    const want = rounds * concurrency;
-    if (create.length === want && health.length === want + concurrency) {
-      return { create, health: health.slice(concurrency) }; // the first burst was the warm-up
-    }
-    if (Date.now() > until) {
-      throw new Error(
-        `service log holds ${create.length}/${want} creates, ${health.length}/${want + concurrency} healthz lines`,
-      );
-    }
+    const ms = httpLines(logFile)
+      .filter(select)
+      .map((l) => l.ms);
+    if (ms.length === want) return ms;
+    if (Date.now() > until)
+      throw new Error(`service log holds ${ms.length}/${want} of the requests measured`);
     await sleep(100);
   }
 }
 
-export async function benchAck(concurrency: number, rounds: number): Promise<AckResult> {
-  // One VM at a time: the burst queues, as it would on a busy installation.
+export const isHealthz = (l: HttpLine): boolean => l.method === 'GET' && l.path === '/healthz';
+
+/** `hatchery serve` with one VM at a time (bursts queue, as on a busy installation), warmed up. */
+export interface AckTarget {
+  files: StackFiles;
+  svc: ServiceProcess;
+  /** A burst of `concurrency` GET /healthz. */
+  healthz(): Promise<{ ms: number[]; statuses: number[] }>;
+  /** A burst of `concurrency` signed creates, run ids from `runBase` + 1, delivery ids `<tag>-<i>`. */
+  creates(tag: string, runBase: number): Promise<{ ms: number[]; statuses: number[] }>;
+  /** Closes the client's kept-alive connections: the next burst connects anew. */
+  dropConnections(): void;
+  /** Destroys that burst's VMs (not measured) and waits until nothing is live or left. */
+  destroyAll(runBase: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startAckTarget(concurrency: number): Promise<AckTarget> {
   const files = await StackFiles.create({
     pools: [{ name: 'linux', labels: ['linux'], max_vms: 1 }],
     maxVms: 1,
     logLevel: 'info', // as deployed: one line per request and per transition
   });
   const svc = new ServiceProcess(files);
-  const res: AckResult = {
-    concurrency,
-    rounds,
-    client: { create: [], health: [] },
-    server: { create: [], health: [] },
-    statuses: {},
+  let c: ReturnType<typeof client> | null = null;
+  const close = async () => {
+    c?.close();
+    await svc.stop().catch(() => svc.kill9());
+    await files.cleanup();
   };
   try {
     await svc.start();
-    const c = client(svc.url, concurrency);
+    c = client(svc.url, concurrency);
+    const http = c;
     // Warm-up: the client's sockets, the handlers, and the stand-in GitHub's OpenAPI validators
     // (they live in this process: their first compile would stall the client, not the service).
-    await burst(concurrency, () => c.request('GET', '/healthz'));
+    await burst(concurrency, () => http.request('GET', '/healthz'));
     const gh = createRunnersApi({ apiUrl: files.fake.url, token: files.opts.tokens![0]! });
     const warm = await gh.generateJitConfig('bench/ack', {
       name: 'warm-up',
@@ -149,35 +163,64 @@ export async function benchAck(concurrency: number, rounds: number): Promise<Ack
         'x-hatchery-signature-256': files.signControl(body),
       };
       if (delivery) headers['x-hatchery-delivery'] = delivery;
-      return c.request('POST', '/hooks/control', body, headers);
+      return http.request('POST', '/hooks/control', body, headers);
     };
+    return {
+      files,
+      svc,
+      healthz: () => burst(concurrency, () => http.request('GET', '/healthz')),
+      dropConnections: () => http.close(),
+      creates: (tag, runBase) => burst(concurrency, (i) => control('create', runBase + i + 1, `${tag}-${i}`)),
+      destroyAll: async (runBase) => {
+        for (let i = 0; i < concurrency; i++) await control('destroy', runBase + i + 1);
+        for (;;) {
+          const live = await svc.read((s) => s.listVms({ states: STATES.filter((st) => !isTerminal(st)) }));
+          if (live.length === 0 && files.leftovers().qemu.length === 0) return;
+          await sleep(200);
+        }
+      },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+export async function benchAck(concurrency: number, rounds: number): Promise<AckResult> {
+  const t = await startAckTarget(concurrency);
+  const res: AckResult = {
+    concurrency,
+    rounds,
+    client: { create: [], health: [] },
+    server: { create: [], health: [] },
+    statuses: {},
+  };
+  try {
     for (let r = 0; r < rounds; r++) {
-      const h = await burst(concurrency, () => c.request('GET', '/healthz'));
-      const k = await burst(concurrency, (i) => control('create', r * 10_000 + i + 1, `bench-${r}-${i}`));
+      const h = await t.healthz();
+      const k = await t.creates(`bench-${r}`, r * 10_000);
       res.client.health.push(...h.ms);
       res.client.create.push(...k.ms);
       for (const s of k.statuses) res.statuses[s] = (res.statuses[s] ?? 0) + 1;
       progress(
         `ack: round ${r + 1}/${rounds}: client-side creates p50 ${fmtMs(percentile(k.ms, 50))} p99 ${fmtMs(percentile(k.ms, 99))}, healthz p99 ${fmtMs(percentile(h.ms, 99))}`,
       );
-      // Destroy everything before the next round (destroys are not measured).
-      for (let i = 0; i < concurrency; i++) await control('destroy', r * 10_000 + i + 1);
-      for (;;) {
-        const live = await svc.read((s) =>
-          s.listVms({
-            states: STATES.filter((st) => !isTerminal(st)),
-          }),
-        );
-        if (live.length === 0 && files.leftovers().qemu.length === 0) break;
-        await sleep(200);
-      }
+      await t.destroyAll(r * 10_000);
     }
-    res.server = await serverTimes(files.logFile, concurrency, rounds);
-    c.close();
+    const logFile = t.files.logFile;
+    res.server.create = await serverTimes(
+      logFile,
+      (l) => l.delivery?.startsWith('bench-') ?? false,
+      rounds * concurrency,
+    );
+    // The first burst of /healthz was the warm-up.
+    res.server.health = (await serverTimes(logFile, isHealthz, (rounds + 1) * concurrency)).slice(
+      concurrency,
+    );
     return res;
   } finally {
-    await svc.stop().catch(() => svc.kill9());
-    await files.cleanup();
+    await t.close();
   }
 }
 

@@ -1,17 +1,26 @@
-// `npm run bench [-- boot|ack]`: measures Hatchery against baselines taken in the same run and
-// prints ratios (this machine's speed drifts 2–3× between batches: absolute times alone mislead).
-// BENCH_ROUNDS (default 5) and BENCH_CONCURRENCY (default 200) tune the runs.
+// `npm run bench [-- boot|ack|limits]`: measures Hatchery against baselines taken in the same
+// run and prints ratios (this machine's speed drifts 2–3× between batches: absolute times alone
+// mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default 200) and BENCH_SLOW (slow
+// connections, default 3000) tune the runs.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
+import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 
 const which = process.argv[2] ?? 'all';
-if (!['all', 'boot', 'ack'].includes(which)) {
-  process.stderr.write(`usage: npm run bench [-- boot|ack]\n`);
+if (!['all', 'boot', 'ack', 'limits'].includes(which)) {
+  process.stderr.write(`usage: npm run bench [-- boot|ack|limits]\n`);
   process.exit(2);
 }
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 200);
+const slow = Number(process.env.BENCH_SLOW ?? 3000);
+const ackRounds = Math.max(1, Math.min(rounds, 5));
 const out: string[] = [];
-if (which !== 'ack') out.push(reportBoot(await benchBoot(rounds)));
-if (which !== 'boot') out.push(reportAck(await benchAck(concurrency, Math.max(1, Math.min(rounds, 5)))));
+const run = (name: string) => which === 'all' || which === name;
+if (run('boot')) out.push(reportBoot(await benchBoot(rounds)));
+if (run('ack')) out.push(reportAck(await benchAck(concurrency, ackRounds)));
+if (run('limits')) {
+  out.push(reportSlowConnections(await benchSlowConnections(slow, concurrency, ackRounds)));
+  out.push(reportBodyLimit(await benchBodyLimit(rounds)));
+}
 process.stdout.write(`${out.join('\n\n')}\n`);

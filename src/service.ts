@@ -18,6 +18,7 @@ import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
+import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Providers } from './providers/build.ts';
 import { SqliteStore } from './store/sqlite.ts';
@@ -192,15 +193,17 @@ export class HatcheryService {
       health: async () => ({ worker_busy: this.worker.busy }),
     });
     await new Promise<void>((resolve, reject) => {
-      const server = app.listen(config.server.port, config.server.host, (err?: Error) =>
-        err ? reject(err) : resolve(),
+      // Bounds the time to receive a request, never to answer one (long-polls): http/limits.ts.
+      const server = createHttpServer(app, {
+        requestTimeoutMs: config.server.request_timeout * 1000,
+        headersTimeoutMs: config.server.headers_timeout * 1000,
+      }).listen({ port: config.server.port, host: config.server.host, backlog: LISTEN_BACKLOG }, () =>
+        resolve(),
       );
       server.on('error', reject);
       this.server = server;
     });
     this.boundPort = (this.server!.address() as AddressInfo).port;
-    // Long-polls may be open: allow them, but keep-alive sockets must not delay shutdown.
-    this.server!.keepAliveTimeout = 5000;
     this.log.info({ url: this.url }, 'listening');
   }
 

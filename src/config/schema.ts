@@ -5,6 +5,7 @@ import { LABEL } from '../core/naming.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+import { parseByteSize } from './bytes.ts';
 
 const seconds = (def: number) => z.number().int().positive().default(def);
 const timeouts = z
@@ -71,9 +72,30 @@ export const configSchema = z
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
         public_url: z.string().url().optional().describe('base of status URLs; default http://host:port'),
-        body_limit: z.string().default('256kb'),
+        body_limit: z
+          .preprocess(
+            (v) => (typeof v === 'number' ? String(v) : v),
+            z.string().refine((s) => parseByteSize(s) !== null, 'a size such as "256kb", "1mb" or 65536'),
+          )
+          .default('256kb')
+          .describe('larger request bodies answer 413 (refused from Content-Length, unread)'),
+        // Only the time to *receive* a request is bounded: answers (long-polls) may take longer.
+        request_timeout: z
+          .number()
+          .positive()
+          .default(30)
+          .describe('seconds to receive a whole request, headers and body; else 408'),
+        headers_timeout: z
+          .number()
+          .positive()
+          .default(10)
+          .describe('seconds to receive the request headers (slowloris); else 408'),
       })
       .strict()
+      .refine((s) => s.headers_timeout <= s.request_timeout, {
+        path: ['headers_timeout'],
+        message: 'must not exceed server.request_timeout (the headers are part of the request)',
+      })
       .prefault({}),
     api: z
       .object({ token: z.string().min(16, 'at least 16 characters').optional() })

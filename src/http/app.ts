@@ -1,12 +1,15 @@
-// The Express app: routes take the raw body (signatures cover exact bytes), errors become typed
-// JSON answers, and nothing slow runs in a handler except explicit long-polls.
+// The Express app: routes take the raw body (signatures cover exact bytes), read within the
+// limits of ./limits.ts; errors become typed JSON answers, and nothing slow runs in a handler
+// except explicit long-polls.
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GuestInbox } from '../core/guest-inbox.ts';
+import { parseByteSize } from '../config/bytes.ts';
 import type { Intake } from '../core/intake.ts';
 import type { Notifier } from '../core/notifier.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/store.ts';
 import { toRequestError } from './errors.ts';
+import { readBody } from './limits.ts';
 import { apiRoutes } from './routes/api.ts';
 import { controlRoutes } from './routes/control.ts';
 import { guestRoutes } from './routes/guest.ts';
@@ -24,11 +27,14 @@ export interface AppDeps {
   controlSecret?: string;
   /** Absent: the legacy route is off (404). */
   legacy?: LegacyOptions;
+  /** A size such as "256kb" (server.body_limit). */
   bodyLimit: string;
   health: () => Promise<Record<string, unknown>>;
 }
 
 export function createApp(deps: AppDeps): express.Express {
+  const maxBytes = parseByteSize(deps.bodyLimit);
+  if (maxBytes === null) throw new Error(`server.body_limit: not a size: ${JSON.stringify(deps.bodyLimit)}`);
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -49,7 +55,7 @@ export function createApp(deps: AppDeps): express.Express {
     });
     next();
   });
-  app.use(express.raw({ type: () => true, limit: deps.bodyLimit }));
+  app.use(readBody({ maxBytes, text: deps.bodyLimit, log: deps.log }));
 
   app.get('/healthz', async (_req, res) => {
     try {
@@ -69,11 +75,6 @@ export function createApp(deps: AppDeps): express.Express {
   });
   // Express 5 forwards rejected promises from async handlers here.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const type = (err as { type?: string }).type;
-    if (type === 'entity.too.large') {
-      res.status(413).json({ error: 'too_large', message: `body larger than ${deps.bodyLimit}` });
-      return;
-    }
     const known = toRequestError(err);
     if (known) {
       res
