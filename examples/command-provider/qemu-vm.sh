@@ -60,11 +60,13 @@ fail() {
 REQUEST=$(cat)
 # req FILTER: a field of the request, as text.
 req() { printf '%s' "$REQUEST" | jq -r "$1"; }
+TAB=$(printf '\t')
 
-[ "$(req .version)" = 1 ] || fail false "this script speaks protocol version 1, not $(req .version)"
-OP=$(req .operation)
-INSTANCE=$(req .instance_id)
-NAME=$(req '.name // ""')
+# The fields every request has, with one jq: one line, tab-separated.
+IFS=$TAB read -r VERSION OP INSTANCE NAME <<EOF
+$(req '[.version, .operation, .instance_id, .name // ""] | @tsv')
+EOF
+[ "$VERSION" = 1 ] || fail false "this script speaks protocol version 1, not \"$VERSION\""
 DIR=$STATE_DIR/$NAME
 
 # --- the VM's files and process ----------------------------------------------------------------
@@ -80,18 +82,32 @@ owner() { jq -r .instance_id "$1/meta.json" 2>/dev/null || true; }
 # qemu_pid DIR: prints the VM's QEMU pid if it runs. The pid counts only if that process's command
 # line names this VM's pidfile: pids are reused. (A dead QEMU not yet reaped has an empty one.)
 qemu_pid() {
-  pid=$(cat "$1/qemu.pid" 2>/dev/null) || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$1/qemu.pid" || return 1
-  echo "$pid"
+  read -r pid 2>/dev/null <"$1/qemu.pid" || return 1
+  case $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) in
+    *" -pidfile $1/qemu.pid "*) echo "$pid" ;;
+    *) return 1 ;;
+  esac
 }
 
-# vm_json DIR: the VM as the protocol shows it.
-vm_json() {
-  status=stopped
-  if qemu_pid "$1" >/dev/null; then status=running; fi
-  jq -c --arg status "$status" --arg channel "$1/channel.sock" '
-    {name, instance_id, status: $status, tags, created_at}
-    + (if $status == "running" then {channel: {kind: "unix", path: $channel}} else {} end)' "$1/meta.json"
+# answer SHAPE NAME…: answers the VMs of these names that exist and are ours, as the protocol
+# shows them, in SHAPE (a jq filter on their list): '{vms: .}' or '{vm: .[0]}' (null if none).
+# One jq for all of them: jq takes a while to start.
+answer() {
+  shape=$1
+  shift
+  running=' '
+  for n in "$@"; do
+    if qemu_pid "$STATE_DIR/$n" >/dev/null; then running="$running$n "; fi
+  done
+  for n in "$@"; do cat "$STATE_DIR/$n/meta.json" 2>/dev/null || true; done |
+    jq -c -n --arg instance "$INSTANCE" --arg running "$running" --arg state "$STATE_DIR" '[inputs
+      | select(.instance_id == $instance)
+      | .name as $name
+      | {name, instance_id, tags, created_at}
+      + if $running | contains(" \($name) ")
+        then {status: "running", channel: {kind: "unix", path: "\($state)/\($name)/channel.sock"}}
+        else {status: "stopped"} end
+    ] | '"$shape"
 }
 
 # image_files IMAGE: sets KERNEL, INITRD, DISK, APPEND from the image's directory.
@@ -137,13 +153,15 @@ create() {
     # Idempotent: a running VM of that name is the answer. Anything else is the leftover of an
     # interrupted create: start over.
     if qemu_pid "$DIR" >/dev/null; then
-      jq -nc --argjson vm "$(vm_json "$DIR")" '{vm: $vm}'
+      answer '{vm: .[0]}' "$NAME"
       return
     fi
     remove_vm || fail true "VM $NAME: a leftover QEMU does not exit"
   fi
-  image_files "$(req .vm.image)"
-  memory=$(req .vm.memory_mib) cpus=$(req .vm.cpus) network=$(req '.vm.options.network // "restricted"')
+  IFS=$TAB read -r image memory cpus network <<EOF
+$(req '[.vm.image, .vm.memory_mib, .vm.cpus, .vm.options.network // "restricted"] | @tsv')
+EOF
+  image_files "$image"
   case $memory$cpus in *[!0-9]*) fail false "cpus and memory_mib must be integers" ;; esac
   netdev=user,id=n0
   case $network in restricted) netdev=$netdev,restrict=on ;; open) ;; *) fail false "options.network: restricted or open, not \"$network\"" ;; esac
@@ -196,7 +214,7 @@ EOF
   "$QEMU" "$@" </dev/null >&2 || fail true "QEMU did not start (see stderr)"
   rm -f "$DIR/guest-config" # QEMU has read it: the JIT config no longer sits on disk
   trap - EXIT
-  jq -nc --argjson vm "$(vm_json "$DIR")" '{vm: $vm}'
+  answer '{vm: .[0]}' "$NAME"
 }
 
 destroy() {
@@ -209,18 +227,16 @@ destroy() {
 }
 
 get() {
-  if [ -f "$DIR/meta.json" ] && [ "$(owner "$DIR")" = "$INSTANCE" ]; then
-    jq -nc --argjson vm "$(vm_json "$DIR")" '{vm: $vm}'
-  else
-    echo '{"vm": null}'
-  fi
+  answer '{vm: .[0]}' "$NAME" # absent, or another installation's: null
 }
 
 list() {
-  for meta in "$STATE_DIR"/*/meta.json; do
-    [ -f "$meta" ] || continue
-    if [ "$(owner "${meta%/meta.json}")" = "$INSTANCE" ]; then vm_json "${meta%/meta.json}"; fi
-  done | jq -sc '{vms: .}'
+  set --
+  for dir in "$STATE_DIR"/*/; do
+    dir=${dir%/}
+    if [ -d "$dir" ]; then set -- "$@" "${dir##*/}"; fi
+  done
+  answer '{vms: .}' "$@"
 }
 
 console() {

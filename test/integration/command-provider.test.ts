@@ -17,7 +17,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/load.ts';
+import { loadConfig, maskSecrets } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { Providers } from '../../src/providers/build.ts';
 import { commandKind } from '../../src/providers/command/kind.ts';
@@ -435,6 +435,7 @@ describe('command provider: the protocol', () => {
         '[providers.cmd]',
         'kind = "command"',
         'command = ["./provider.sh", "--flag"]',
+        'env = { LAB_API_TOKEN = "tok-123456", SITE = "lab-1" }',
         '[[pools]]',
         'name = "linux"',
         'labels = ["linux"]',
@@ -442,6 +443,12 @@ describe('command provider: the protocol', () => {
       ].join('\n'),
     );
     const config = loadConfig({ file: path.join(d, 'hatchery.toml'), env: {}, dotenv: false }).config;
+    const settings = config.providers.cmd!.settings as { working_dir: string };
+    assert.equal(settings.working_dir, d, 'working_dir: the config file directory');
+    assert.deepEqual((maskSecrets(config) as typeof config).providers.cmd!.settings, {
+      ...settings,
+      env: { LAB_API_TOKEN: '********', SITE: 'lab-1' },
+    });
     const providers = Providers.build(config, silentLogger());
     const p = providers.forPool('linux');
     assert.equal(p.kind, 'command');
