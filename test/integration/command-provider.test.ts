@@ -3,6 +3,7 @@
 // no secret on any command line, abort in flight), and the protocol's failure handling against
 // small fixture executables (timeouts, exit codes, garbage, stderr, secrets, ownership).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -91,6 +92,12 @@ defineProviderContract('command (sample script on QEMU)', async () => ({
 }));
 
 describe('command provider: the sample script', () => {
+  it('passes shellcheck (POSIX sh)', () => {
+    const r = spawnSync('shellcheck', ['-s', 'sh', SAMPLE], { encoding: 'utf8' });
+    assert.equal(r.error, undefined, 'shellcheck is missing: scripts/setup.sh installs it');
+    assert.equal(r.status, 0, r.stdout);
+  });
+
   it('hands the guest its config and carries guest messages over the channel', async () => {
     const p = await sample();
     const name = 'hatchery-cmd-channel';
@@ -528,9 +535,13 @@ describe('command provider: the protocol', () => {
 
     const progress: string[] = [];
     const h = commandProvider({
-      command: ['/bin/sh', '-c', 'cat >/dev/null; echo "fetching image" >&2; echo "checking" >&2; echo "{}"'],
+      command: [
+        '/bin/sh',
+        '-c',
+        'cat >/dev/null; echo "fetching image" >&2; printf "checked" >&2; echo "{}"',
+      ],
     });
     await h.prepare!('tiny', (m) => progress.push(m));
-    assert.deepEqual(progress, ['fetching image', 'checking']);
+    assert.deepEqual(progress, ['fetching image', 'checked']);
   });
 });

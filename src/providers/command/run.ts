@@ -94,6 +94,7 @@ export async function runOnce(opts: RunOptions): Promise<RunOutcome> {
       return { kind: 'killed', reason: killedFor, stderr: stderr.text() };
     }
     const { code, signal } = result as { code: number | null; signal: NodeJS.Signals | null };
+    stderr.flush();
     return {
       kind: 'exited',
       code,
@@ -131,6 +132,12 @@ class TailBuffer {
       this.pending = lines.pop()!;
       for (const l of lines) this.onLine(l);
     }
+  }
+
+  /** Reports a last line that had no newline. */
+  flush(): void {
+    if (this.onLine && this.pending) this.onLine(this.pending);
+    this.pending = '';
   }
 
   text(): string {
