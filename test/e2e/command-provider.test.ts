@@ -2,7 +2,7 @@
 // executable (examples/command-provider/qemu-vm.sh) on real VMs, next to a pool on the built-in
 // QEMU provider in the same service: create → runners online → jobs → destroy → nothing left.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -54,6 +54,15 @@ describe('three-job workflow on a command-provider pool (sample script, real VMs
     });
     cmdState = path.join(stack.files.dir, 'cmd-vms');
   });
+  /** A VM's console (live or kept), for the failure message of a VM that did not come up. */
+  const consoleTail = (name: string): string => {
+    for (const dir of [cmdState, stack.files.stateDir]) {
+      for (const file of [path.join(dir, name, 'console.log'), path.join(dir, '.console', `${name}.log`)]) {
+        if (existsSync(file)) return readFileSync(file, 'utf8').slice(-3000);
+      }
+    }
+    return '(none)';
+  };
   after(async () => {
     if (cmdState) killAll(qemuPidsUnder(cmdState));
     await stack?.stop();
@@ -78,7 +87,10 @@ describe('three-job workflow on a command-provider pool (sample script, real VMs
     const ready = await Promise.all(
       created.json.vms.map((vm) => stack.client.api('GET', `/api/v1/vms/${vm.name}?wait=ready&timeout=240`)),
     );
-    for (const r of ready) assert.equal(r.status, 200, JSON.stringify(r.json));
+    for (const [i, r] of ready.entries()) {
+      const name = created.json.vms[i]!.name;
+      assert.equal(r.status, 200, `${JSON.stringify(r.json)}\nits console:\n${consoleTail(name)}`);
+    }
     // The command pool's VM is the sample's: its directory is under the sample's state dir.
     assert.ok(existsSync(path.join(cmdState, linux.name, 'meta.json')), 'the sample script made the VM');
     assert.equal(existsSync(path.join(stack.files.stateDir, linux.name)), false);

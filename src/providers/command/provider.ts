@@ -32,6 +32,7 @@ export interface CommandProviderOptions {
   prepareTimeoutMs: number;
   /** Each pool's free-form `options`, passed through to create. */
   poolOptions: (pool: string) => Record<string, unknown>;
+  /** Already bound to the instance (its lines carry `provider`). */
   log: Logger;
 }
 
@@ -139,7 +140,7 @@ export class CommandProvider implements Provider {
     if (vm.name !== name) throw this.protocolError(op, `asked for ${name}, answered ${vm.name}`);
     if (vm.instance_id === this.opts.instanceId) return toVmInfo(vm);
     this.opts.log.warn(
-      { provider: this.opts.name, operation: op, vm: name, instanceId: vm.instance_id },
+      { operation: op, vm: name, instanceId: vm.instance_id },
       "the command answered another installation's VM: ignored",
     );
     return null;
@@ -151,7 +152,7 @@ export class CommandProvider implements Provider {
       await this.call('destroy', { name });
     } catch (e) {
       this.opts.log.warn(
-        { provider: this.opts.name, vm: name, err: (e as Error).message },
+        { vm: name, err: (e as Error).message },
         "cleanup after a failed create failed (the VM's destroy step will remove it)",
       );
     }
@@ -179,7 +180,6 @@ export class CommandProvider implements Provider {
     });
     this.opts.log.debug(
       {
-        provider: this.opts.name,
         operation: op,
         vm: c.name,
         ms: Date.now() - started,
