@@ -185,7 +185,8 @@ export function maskSecrets(value: unknown, key = ''): unknown {
   if (value && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
   }
-  if (typeof value === 'string' && /(token|secret|password)$/.test(key)) return '********';
+  // Case-insensitive: also an executable's env = { LAB_API_TOKEN = … } (command provider).
+  if (typeof value === 'string' && /(token|secret|password)$/i.test(key)) return '********';
   return value;
 }
 

@@ -1,4 +1,5 @@
 // Every provider kind Hatchery can run. Adding a kind is its own folder plus one line here.
+import { commandKind } from './command/kind.ts';
 import type { ProviderKind } from './kind.ts';
 import { memoryKind } from './memory/kind.ts';
 import { qemuKind } from './qemu/kind.ts';
@@ -10,6 +11,7 @@ export type AnyProviderKind = ProviderKind<any, any>;
 export const PROVIDER_KINDS = {
   qemu: qemuKind,
   memory: memoryKind,
+  command: commandKind,
 } as const satisfies Record<string, AnyProviderKind>;
 
 export type ProviderKindName = keyof typeof PROVIDER_KINDS;

@@ -59,6 +59,10 @@ export interface PoolSpec {
   channel?: 'http';
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
+  /** A provider of StackOptions.providers; default the QEMU one. */
+  provider?: string;
+  /** Its kind's pool keys, given the guest's forward to the stand-in; default QEMU's `forwards`. */
+  providerKeys?: (forward: { guest: string; host: string }) => Record<string, unknown>;
 }
 
 export interface StackOptions {
@@ -78,6 +82,8 @@ export interface StackOptions {
   maxVms?: number;
   workers?: { concurrency?: number; poll_ms?: number; lease_seconds?: number };
   logLevel?: string;
+  /** More `[providers.<name>]` sections, beside the QEMU one (then named `qemu`). */
+  providers?: Record<string, Record<string, unknown>>;
   /** Extra top-level TOML sections merged into the generated file. */
   extra?: Record<string, unknown>;
 }
@@ -122,21 +128,27 @@ export class StackFiles {
   private toml(): string {
     const { opts, fake } = this;
     const fakeHost = `127.0.0.1:${new URL(fake.url).port}`;
-    const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => ({
-      name: p.name,
-      labels: p.labels,
-      ...(p.image ? { image: p.image } : {}),
-      memory: 256,
-      max_vms: p.max_vms ?? 4,
-      forwards: [
-        { guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost },
-        ...(p.channel === 'http' ? [{ guest: GUEST_SERVICE, host: `127.0.0.1:${this.servicePort}` }] : []),
-      ],
-      ...(p.channel === 'http'
-        ? { channel: 'http', channel_url: `http://${GUEST_SERVICE.replace(/:80$/, '')}` }
-        : {}),
-      timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
-    }));
+    const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => {
+      const forward = { guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost };
+      // HTTP channel: the guest reaches the service at GUEST_SERVICE, a forward to its port.
+      const http = p.channel === 'http';
+      const forwards = [
+        forward,
+        ...(http ? [{ guest: GUEST_SERVICE, host: `127.0.0.1:${this.servicePort}` }] : []),
+      ];
+      return {
+        name: p.name,
+        labels: p.labels,
+        ...(opts.providers ? { provider: p.provider ?? 'qemu' } : {}),
+        ...(p.image ? { image: p.image } : {}),
+        memory: 256,
+        max_vms: p.max_vms ?? 4,
+        ...(p.providerKeys ? p.providerKeys(forward) : { forwards }),
+        ...(http ? { channel: 'http', channel_url: `http://${GUEST_SERVICE.replace(/:80$/, '')}` } : {}),
+        timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
+      };
+    });
+    const qemu = { kind: 'qemu', accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR };
     const config: Record<string, unknown> = {
       instance_id: this.instanceId,
       server: { host: '127.0.0.1', port: this.servicePort },
@@ -154,7 +166,7 @@ export class StackFiles {
       workers: { concurrency: 4, poll_ms: 100, lease_seconds: 60, ...opts.workers },
       reconcile: { interval_seconds: 2 },
       limits: { max_vms: opts.maxVms ?? 8 },
-      providers: { qemu: { kind: 'qemu', accel: 'tcg', state_dir: this.stateDir, images_dir: IMAGES_DIR } },
+      providers: { qemu, ...opts.providers },
       log: { level: opts.logLevel ?? 'debug' },
       ...(opts.legacy ? { legacy: { enabled: true, ...opts.legacy } } : {}),
       ...opts.extra,
