@@ -2,6 +2,7 @@
 import type { ProviderKind } from './kind.ts';
 import { memoryKind } from './memory/kind.ts';
 import { qemuKind } from './qemu/kind.ts';
+import { vagrantKind } from './vagrant/kind.ts';
 
 // Each kind is typed with its own settings; the table only needs the shape.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -10,6 +11,7 @@ export type AnyProviderKind = ProviderKind<any, any>;
 export const PROVIDER_KINDS = {
   qemu: qemuKind,
   memory: memoryKind,
+  vagrant: vagrantKind,
 } as const satisfies Record<string, AnyProviderKind>;
 
 export type ProviderKindName = keyof typeof PROVIDER_KINDS;
