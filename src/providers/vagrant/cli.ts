@@ -66,7 +66,12 @@ export function describeFailure(
       retryable: !PERMANENT.some((p) => errorClass.endsWith(`::${p}`)),
     };
   }
-  const tail = lines(stderr).slice(-4).join(' | ');
+  // An exception Vagrant did not handle (a Vagrantfile's trigger, a plugin bug) comes as a Ruby
+  // backtrace: its first line holds the message, the `from …` lines only say where.
+  const tail = lines(stderr)
+    .filter((l) => !/^from \S+:\d+:in /.test(l))
+    .slice(-4)
+    .join(' | ');
   return { message: tail || 'no output', retryable: true };
 }
 

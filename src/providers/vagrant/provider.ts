@@ -234,6 +234,7 @@ export class VagrantProvider implements Provider {
         : new ProviderError(`create ${spec.name}: ${(e as Error).message}`, false);
     }
 
+    await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       const port = await this.ports.take(await this.usedPorts());
