@@ -56,31 +56,40 @@ const domains = () =>
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-const qemuOf = (name: string) => pidsWithArg(`guest=${name},`);
+/** Processes in our libvirtd's mount namespace (QEMU included): never another test's. */
+const inOurNamespace = (ns: string): number[] =>
+  readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readlinkSync(`/proc/${p}/ns/mnt`) === ns;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+const ourNamespace = () => readFileSync(path.join(libvirtDir, 'ns.mnt'), 'utf8').trim();
+// Other test files name their QEMU VMs alike (`hatchery-contract-a`): only ours count.
+const qemuOf = (name: string) => {
+  const ours = new Set(inOurNamespace(ourNamespace()));
+  return pidsWithArg(`guest=${name},`).filter((pid) => ours.has(pid));
+};
 
 before(() => {
   uri = execFileSync(LIBVIRT_SH, ['start', libvirtDir], { encoding: 'utf8' }).trim();
 });
 
 after(() => {
-  const ns = readFileSync(path.join(libvirtDir, 'ns.mnt'), 'utf8').trim();
+  const ns = ourNamespace();
   const libvirtd = Number(readFileSync(path.join(libvirtDir, 'ns.pid'), 'utf8'));
   const left = existsSync(path.join(libvirtDir, 'run', 'libvirt-sock')) ? domains() : [];
   execFileSync(LIBVIRT_SH, ['stop', libvirtDir]);
-  const inNamespace = readdirSync('/proc').filter((p) => {
-    try {
-      return /^\d+$/.test(p) && readlinkSync(`/proc/${p}/ns/mnt`) === ns;
-    } catch {
-      return false;
-    }
-  });
-  const qemus = pidsWithArg('guest=hatchery-');
-  killAll([...inNamespace.map(Number), ...qemus]);
+  const survivors = inOurNamespace(ns);
+  killAll(survivors); // only processes of our namespace: libvirtd and the QEMUs it started
   rmSync(root, { recursive: true, force: true });
   assert.deepEqual(left, [], 'domains left after the tests');
-  assert.deepEqual(inNamespace, [], "processes left in libvirtd's namespace");
+  assert.deepEqual(survivors, [], "processes (libvirtd, QEMU) left in libvirtd's namespace");
   assert.equal(existsSync(`/proc/${libvirtd}`), false, 'libvirtd still runs');
-  assert.deepEqual(qemus, [], 'QEMU processes left');
   assert.equal(existsSync(root), false);
 });
 
