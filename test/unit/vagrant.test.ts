@@ -1,9 +1,18 @@
 // The vagrant provider's pure parts: Vagrant's machine-readable output, how a failure is
 // described and classified, libvirt's domain list, the environment handed to Vagrant, SSH ports.
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { describe, it } from 'node:test';
-import { describeFailure, machineState, parseMachineReadable } from '../../src/providers/vagrant/cli.ts';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ProviderError } from '../../src/providers/provider.ts';
+import {
+  describeFailure,
+  machineState,
+  parseMachineReadable,
+  runVagrant,
+} from '../../src/providers/vagrant/cli.ts';
 import { parseDomainList } from '../../src/providers/vagrant/libvirt.ts';
 import { parsePortRange, PortAllocator } from '../../src/providers/vagrant/ports.ts';
 import { vagrantEnv, type Meta } from '../../src/providers/vagrant/project.ts';
@@ -148,5 +157,75 @@ describe('SSH ports', () => {
     } finally {
       busy.close();
     }
+  });
+});
+
+// runVagrant's process handling, with `sh -c` in Vagrant's place: the command ends up in its
+// own process group, and a timeout or an abort ends the whole group, not only its leader.
+describe('runVagrant', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-run-vagrant-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const pidFile = path.join(dir, 'child.pid');
+  // A child in the background (like ssh under Vagrant), then a wait. `$0` is --machine-readable.
+  const script = `sleep 300 & echo $! >${pidFile}; echo "1,,ui,info,started"; wait`;
+  const opts = (extra: object) => ({ binary: 'sh', cwd: dir, env: process.env, timeoutMs: 60_000, ...extra });
+  const alive = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'; // a zombie has ended
+    } catch {
+      return false;
+    }
+  };
+  const gone = async (pid: number) => {
+    for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 25));
+    return !alive(pid);
+  };
+  const childPid = async () => {
+    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 25));
+    return Number(readFileSync(pidFile, 'utf8'));
+  };
+
+  it('returns the parsed records of a command that succeeds', async () => {
+    const r = await runVagrant(['-c', 'echo "1,m,state,running"'], opts({}));
+    assert.deepEqual(r.records, [{ target: 'm', type: 'state', data: ['running'] }]);
+  });
+
+  it('fails with the exit code and the last stderr lines', async () => {
+    const err = await runVagrant(['-c', 'echo one >&2; echo two >&2; exit 3'], opts({})).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ProviderError);
+    assert.equal(err.message, 'vagrant -c failed (3): one | two');
+    assert.equal(err.retryable, true);
+  });
+
+  it('ends the whole process group on timeout', async () => {
+    rmSync(pidFile, { force: true });
+    const err = await runVagrant(['-c', script], opts({ timeoutMs: 1000 })).catch((e: unknown) => e);
+    assert.ok(err instanceof ProviderError && err.retryable);
+    assert.match(err.message, /timed out after 1 s/);
+    assert.ok(await gone(await childPid()), 'the background child was ended too');
+  });
+
+  it('ends the whole process group on abort', async () => {
+    rmSync(pidFile, { force: true });
+    const ac = new AbortController();
+    const run = runVagrant(['-c', script], opts({ signal: ac.signal })).catch((e: unknown) => e);
+    const child = await childPid();
+    ac.abort();
+    const err = await run;
+    assert.ok(err instanceof ProviderError && err.retryable);
+    assert.match(err.message, /aborted/);
+    assert.ok(await gone(child), 'the background child was ended too');
+  });
+
+  it('says which package is missing when the executable is', async () => {
+    const err = await runVagrant(['status'], opts({ binary: 'no-such-vagrant-binary' })).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ProviderError);
+    assert.equal(err.retryable, false);
+    assert.match(err.message, /install the Debian packages vagrant vagrant-libvirt/);
   });
 });
