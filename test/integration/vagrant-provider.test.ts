@@ -195,6 +195,10 @@ async function until<T>(what: string, timeoutMs: number, probe: () => T | undefi
 }
 
 describe('vagrant provider', () => {
+  it('scripts/libvirt.sh passes shellcheck', () => {
+    execFileSync('shellcheck', ['-s', 'sh', LIBVIRT_SH]); // throws with its findings
+  });
+
   const open = 'hatchery-vagrant-open';
   const restricted = 'hatchery-vagrant-restricted';
   const tokens: Record<string, string> = {
