@@ -5,8 +5,11 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # curl, jq: the workflow test runs workflows/three-job.yml as GitHub-hosted runners would.
-# shellcheck: the bootstrap and packer scripts are linted in the tests.
-PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck"
+# The tests lint the bootstrap and packer scripts with shellcheck.
+# vagrant … openssh-client: the vagrant provider (Vagrant on a private libvirtd, scripts/libvirt.sh;
+# its box adds dropbear and scp to the tiny guest). No daemon starts on install.
+PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck
+  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

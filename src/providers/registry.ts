@@ -3,6 +3,7 @@ import { commandKind } from './command/kind.ts';
 import type { ProviderKind } from './kind.ts';
 import { memoryKind } from './memory/kind.ts';
 import { qemuKind } from './qemu/kind.ts';
+import { vagrantKind } from './vagrant/kind.ts';
 
 // Each kind is typed with its own settings; the table only needs the shape.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -12,6 +13,7 @@ export const PROVIDER_KINDS = {
   qemu: qemuKind,
   memory: memoryKind,
   command: commandKind,
+  vagrant: vagrantKind,
 } as const satisfies Record<string, AnyProviderKind>;
 
 export type ProviderKindName = keyof typeof PROVIDER_KINDS;
