@@ -87,8 +87,9 @@ export class MemoryProvider implements Provider {
     if (!vm) return;
     if (vm.instanceId !== this.opts.instanceId)
       throw new ProviderError(`VM ${name} belongs to another installation (${vm.instanceId})`, false);
-    this.backend.delete(name);
+    // The hook first: if it fails, the VM is still listed and the destroy is retried.
     await this.opts.onDestroyed?.(name);
+    this.backend.delete(name);
   }
 
   async list(): Promise<VmInfo[]> {
