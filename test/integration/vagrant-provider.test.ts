@@ -329,12 +329,14 @@ end
     assert.deepEqual(await traces(open), []);
     const log = (await p.console(open)) ?? '';
     assert.equal(log.split('\n').filter((l) => l.includes(`HATCHERY_TEARDOWN ${open}`)).length, 1, log);
-    // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel.
+    // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel,
+    // and the guest said it powers off.
     assert.deepEqual(standIn.events.get(tokens[open]!), [
       'booted',
       'registered',
       'stopping',
       'runner-exited 130',
+      'poweroff',
     ]);
 
     await p.destroy(restricted);
