@@ -4,11 +4,12 @@
 // connections, default 3000) tune the runs.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
+import { benchControlPlane, reportControlPlane } from './control-plane.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 
 const which = process.argv[2] ?? 'all';
-if (!['all', 'boot', 'ack', 'limits'].includes(which)) {
-  process.stderr.write(`usage: npm run bench [-- boot|ack|limits]\n`);
+if (!['all', 'boot', 'ack', 'limits', 'control-plane'].includes(which)) {
+  process.stderr.write(`usage: npm run bench [-- boot|ack|limits|control-plane]\n`);
   process.exit(2);
 }
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -22,5 +23,17 @@ if (run('ack')) out.push(reportAck(await benchAck(concurrency, ackRounds)));
 if (run('limits')) {
   out.push(reportSlowConnections(await benchSlowConnections(slow, concurrency, ackRounds)));
   out.push(reportBodyLimit(await benchBodyLimit(rounds)));
+}
+if (run('control-plane')) {
+  out.push(
+    reportControlPlane(
+      await benchControlPlane({
+        lifecycles: Number(process.env.BENCH_LIFECYCLES ?? 200),
+        acks: Number(process.env.BENCH_ACKS ?? 2000),
+        reconcileVms: 10_000,
+        rssVms: 1000,
+      }),
+    ),
+  );
 }
 process.stdout.write(`${out.join('\n\n')}\n`);

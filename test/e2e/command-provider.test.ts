@@ -34,6 +34,8 @@ describe('three-job workflow on a command-provider pool (sample script, real VMs
           // Relative to the config file's directory (working_dir): the stack's own directory.
           command: [SAMPLE, '--state-dir', 'cmd-vms', '--images-dir', await sampleImages(imagesRoot)],
           timeout_seconds: 60,
+          // The sample gives each VM a virtio-serial socket, as the QEMU provider does.
+          guest_channel: 'unix',
         },
         // An executable whose creates always fail, saying why on stderr (no VM ever starts).
         full: {

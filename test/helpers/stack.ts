@@ -82,6 +82,8 @@ export interface StackOptions {
   maxVms?: number;
   workers?: { concurrency?: number; poll_ms?: number; lease_seconds?: number };
   logLevel?: string;
+  /** Guests are emulated on this host (memory provider): runner configs name the stand-in's own URL. */
+  emulatedGuests?: boolean;
   /** More `[providers.<name>]` sections, beside the QEMU one (then named `qemu`). */
   providers?: Record<string, Record<string, unknown>>;
   /** Extra top-level TOML sections merged into the generated file. */
@@ -116,7 +118,8 @@ export class StackFiles {
   static async create(opts: StackOptions = {}): Promise<StackFiles> {
     const tokens = opts.tokens ?? [`ghp_${randomBytes(18).toString('hex')}`];
     const fake = await FakeGitHub.start({
-      guestBaseUrl: `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
+      // Emulated guests run on this host: they reach the stand-in where it listens.
+      guestBaseUrl: opts.emulatedGuests ? undefined : `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
       tokens,
       grants: opts.grants,
     });

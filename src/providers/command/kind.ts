@@ -33,6 +33,13 @@ export const commandSettings = z
       )
       .default({})
       .describe('variables for the executable, besides PATH, HOME, LANG… (shown by `config check`)'),
+    guest_channel: z
+      .enum(['http', 'unix'])
+      .default('http')
+      .describe(
+        "http: guests call the service's HTTP guest channel (URL and token in their config); " +
+          'unix: the executable answers each VM with a unix socket channel (as the sample does)',
+      ),
   })
   .strict();
 
@@ -63,6 +70,7 @@ export const commandKind = defineProviderKind<CommandSettings, CommandPoolSettin
       timeoutMs: settings.timeout_seconds * 1000,
       prepareTimeoutMs: settings.prepare_timeout_seconds * 1000,
       poolOptions: (pool) => options.get(pool) ?? {},
+      ...(settings.guest_channel === 'unix' ? { nativeChannel: 'unix' as const } : {}),
       log: deps.log,
     });
   },

@@ -34,6 +34,8 @@ export interface CommandProviderOptions {
   poolOptions: (pool: string) => Record<string, unknown>;
   /** Already bound to the instance (its lines carry `provider`). */
   log: Logger;
+  /** The executable gives each VM a unix socket channel (settings.guest_channel). */
+  nativeChannel?: 'unix';
 }
 
 /** Lines of stderr an error message carries, and its length at most. */
@@ -59,9 +61,11 @@ interface CallOptions {
 
 export class CommandProvider implements Provider {
   readonly kind = 'command';
+  readonly nativeChannel?: 'unix';
 
   constructor(private readonly opts: CommandProviderOptions) {
     if (opts.command.length === 0) throw new Error('command: the executable is missing');
+    if (opts.nativeChannel) this.nativeChannel = opts.nativeChannel;
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {

@@ -1,30 +1,35 @@
 // A memory VM has no guest. With `guest_emulator = "<url>"` each VM is handed to an emulator of
-// guests (test/fakes/guest/emulator.ts: it speaks the guest protocol over the HTTP channel and
-// the runner's to GitHub) so that whole lifecycles run without a hypervisor: the control plane's
-// benchmarks and scale tests. The emulator gets the guest config, the one-shot JIT config
-// included: point it only at a loopback emulator of your own.
-import { ProviderError } from '../provider.ts';
+// guests (test/fakes/guest/emulator.ts: it speaks the guest protocol and the runner's to GitHub)
+// so that whole lifecycles run without a hypervisor: the control plane's benchmarks and scale
+// tests. A guest on the HTTP channel calls the service; any other gets a unix socket from the
+// emulator, as QEMU's virtio-serial port, which the service links to. The emulator is given
+// the guest config, the one-shot JIT config included: point it only at a loopback emulator.
+import { ProviderError, type ChannelAddress } from '../provider.ts';
 import type { MemoryProviderOptions } from './provider.ts';
 
 const TIMEOUT_MS = 10_000;
 
-async function call(url: string, init: RequestInit, what: string): Promise<void> {
+async function call(url: string, init: RequestInit, what: string): Promise<string> {
   let res: Response;
   try {
     res = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (e) {
     throw new ProviderError(`${what}: guest emulator unreachable (${(e as Error).message})`, true);
   }
-  await res.arrayBuffer();
+  const text = await res.text();
   if (!res.ok && res.status !== 404)
     throw new ProviderError(`${what}: guest emulator answered ${res.status}`, true);
+  return text;
 }
 
-export function emulatorHooks(base: string): Pick<MemoryProviderOptions, 'onCreated' | 'onDestroyed'> {
+export function emulatorHooks(
+  base: string,
+): Pick<MemoryProviderOptions, 'onCreated' | 'onDestroyed' | 'nativeChannel'> {
   const root = base.replace(/\/+$/, '');
   return {
+    nativeChannel: 'unix',
     onCreated: async (vm) => {
-      await call(
+      const answer = await call(
         `${root}/vms`,
         {
           method: 'POST',
@@ -36,7 +41,11 @@ export function emulatorHooks(base: string): Pick<MemoryProviderOptions, 'onCrea
         },
         `create ${vm.spec.name}`,
       );
+      const { channel } = JSON.parse(answer) as { channel: ChannelAddress | null };
+      return channel ? { channel } : {};
     },
-    onDestroyed: (name) => call(`${root}/vms/${name}`, { method: 'DELETE' }, `destroy ${name}`),
+    onDestroyed: async (name) => {
+      await call(`${root}/vms/${name}`, { method: 'DELETE' }, `destroy ${name}`);
+    },
   };
 }

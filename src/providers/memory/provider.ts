@@ -24,6 +24,8 @@ export interface MemoryProviderOptions {
   /** How long a create takes (ms): lets tests abort one in flight. */
   createMs?: number;
   backend?: MemoryBackend;
+  /** The VMs' guests offer a unix-socket channel (an emulator's). */
+  nativeChannel?: 'unix';
   /** Told of each VM created and destroyed (e.g. to start an emulated guest). */
   onCreated?: (vm: MemoryVm) => Promise<Partial<VmInfo> | void> | Partial<VmInfo> | void;
   onDestroyed?: (name: string) => Promise<void> | void;
@@ -33,8 +35,12 @@ export class MemoryProvider implements Provider {
   readonly kind = 'memory';
   readonly backend: MemoryBackend;
 
+  /** With an emulator of guests, they may speak over a unix socket, like QEMU's. */
+  readonly nativeChannel?: 'unix';
+
   constructor(private readonly opts: MemoryProviderOptions) {
     this.backend = opts.backend ?? sharedBackend;
+    if (opts.nativeChannel) this.nativeChannel = opts.nativeChannel;
   }
 
   private checkName(name: string): void {

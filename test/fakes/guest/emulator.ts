@@ -1,10 +1,15 @@
 // Emulated guests for the in-memory provider (`guest_emulator` in its settings): each VM handed
 // over runs what bootstrap/linux.sh does, minus the VM — it reports over the service's HTTP
-// guest channel (docs/guest-protocol.md) and plays the stand-in runner (the JIT config's
+// guest channel, or over a unix socket as QEMU's virtio-serial port (docs/guest-protocol.md),
+// and plays the stand-in runner (the JIT config's
 // SERVER_URL, runner-protocol.ts): booted → registered → job-started → job-finished →
 // runner-exited → poweroff. Whole lifecycles without a hypervisor, for the control plane's
 // benchmarks and scale tests. Jobs are queued by the test on the GitHub stand-in as usual.
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJitConfig } from '../github/runner-protocol.ts';
@@ -23,11 +28,12 @@ class EmulatedGuest {
   constructor(
     readonly name: string,
     private readonly config: Record<string, string>,
-    private readonly retryMs: number,
+    private readonly channel: GuestTransport,
   ) {}
 
   destroy(): void {
     this.stop.abort();
+    this.channel.close();
   }
 
   async run(): Promise<void> {
@@ -64,48 +70,125 @@ class EmulatedGuest {
       await call('/disconnect');
       await this.report('runner-exited 0');
       await this.report('poweroff');
+      this.channel.close();
       this.ended = 'powered off';
     } catch (e) {
       this.ended = this.stop.signal.aborted ? 'destroyed' : `error: ${(e as Error).message}`;
     }
   }
 
-  /** Posts the next event until the service takes it (503: not ready yet; sync: replay all). */
+  /** Records the next event and delivers it over the guest's channel. */
   private async report(line: string): Promise<void> {
     this.sent.push(`event ${this.sent.length + 1} ${line}`);
-    for (let i = 0; i < this.sent.length;) {
-      const res = await fetch(this.config.HATCHERY_CHANNEL!, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${this.config.HATCHERY_CHANNEL_TOKEN}`,
-          'content-type': 'text/plain',
-        },
-        body: this.sent.at(-1)!,
-        signal: this.stop.signal,
-      });
-      const answer = await res.text();
-      if (res.status === 503) {
-        await sleep(this.retryMs, undefined, { signal: this.stop.signal });
+    await this.channel.deliver(this.sent, this.stop.signal);
+  }
+}
+
+/** How a guest's events reach the service. */
+interface GuestTransport {
+  /** Delivers the last of `events` (all of them if the service asks for a replay). */
+  deliver(events: readonly string[], signal: AbortSignal): Promise<void>;
+  close(): void;
+}
+
+/** The HTTP guest channel: one POST per event, retried while the service is not ready (503). */
+class HttpTransport implements GuestTransport {
+  constructor(
+    private readonly url: string,
+    private readonly token: string,
+    private readonly retryMs: number,
+  ) {}
+
+  private async post(line: string, signal: AbortSignal): Promise<{ status: number; lines: string[] }> {
+    const res = await fetch(this.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'text/plain' },
+      body: line,
+      signal,
+    });
+    return { status: res.status, lines: (await res.text()).split('\n').filter(Boolean) };
+  }
+
+  async deliver(events: readonly string[], signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const r = await this.post(events.at(-1)!, signal);
+      if (r.status === 503) {
+        await sleep(this.retryMs, undefined, { signal });
         continue;
       }
-      if (res.status === 410) throw new Error('the service says this VM has ended');
-      if (res.status !== 200) throw new Error(`channel: ${res.status} ${answer.trim()}`);
-      if (answer.split('\n').includes('sync')) {
-        for (const e of this.sent.slice(0, -1)) {
-          await fetch(this.config.HATCHERY_CHANNEL!, {
-            method: 'POST',
-            headers: {
-              authorization: `Bearer ${this.config.HATCHERY_CHANNEL_TOKEN}`,
-              'content-type': 'text/plain',
-            },
-            body: e,
-            signal: this.stop.signal,
-          }).then((r) => r.text());
+      if (r.status === 410) throw new Error('the service says this VM has ended');
+      if (r.status !== 200) throw new Error(`channel: ${r.status} ${r.lines.join(' ')}`);
+      if (!r.lines.includes('sync')) return;
+      for (const e of events.slice(0, -1)) await this.post(e, signal);
+    }
+  }
+
+  close(): void {}
+}
+
+/**
+ * A virtio-serial port as QEMU exposes it: a unix socket the service connects to; it sends
+ * `sync` on connect (the guest replays everything), and the socket closes when the VM stops.
+ */
+class UnixTransport implements GuestTransport {
+  private readonly server: net.Server;
+  private socket: net.Socket | null = null;
+  private events: readonly string[] = [];
+
+  constructor(readonly path: string) {
+    this.server = net.createServer((sock) => {
+      this.socket?.destroy(); // one host client at a time, as QEMU
+      this.socket = sock;
+      sock.on('error', () => undefined);
+      let buffer = '';
+      sock.on('data', (d: Buffer) => {
+        buffer += d.toString();
+        let i;
+        while ((i = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, i);
+          buffer = buffer.slice(i + 1);
+          if (line === 'sync') for (const e of this.events) sock.write(`${e}\n`);
         }
-        continue;
-      }
+      });
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.path, resolve);
+    });
+  }
+
+  /**
+   * As a guest's write to a virtio-serial port blocks while no host is connected, delivery waits
+   * for the service to connect (it then asks for a replay: `sync`).
+   */
+  async deliver(events: readonly string[], signal: AbortSignal): Promise<void> {
+    this.events = events;
+    if (this.socket) {
+      this.socket.write(`${events.at(-1)}\n`);
       return;
     }
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.server.off('connection', done);
+        signal.removeEventListener('abort', fail);
+        resolve();
+      };
+      const fail = () => {
+        this.server.off('connection', done);
+        reject(signal.reason as Error);
+      };
+      this.server.on('connection', done);
+      signal.addEventListener('abort', fail, { once: true });
+    });
+  }
+
+  /** The VM stops: the service sees its channel close. */
+  close(): void {
+    this.socket?.destroy();
+    this.server.close();
   }
 }
 
@@ -116,6 +199,7 @@ export class GuestEmulator {
   private readonly all = new Map<string, EmulatedGuest>();
   private readonly runs = new Set<Promise<void>>();
   private server: http.Server | null = null;
+  private readonly socketDir = mkdtempSync(path.join(tmpdir(), 'hatchery-guests-'));
 
   constructor(private readonly opts: EmulatorOptions = {}) {}
 
@@ -131,12 +215,11 @@ export class GuestEmulator {
             name: string;
             guest_config: Record<string, string>;
           };
-          const guest = new EmulatedGuest(name, guest_config, this.opts.retryMs ?? 100);
-          this.guests.set(name, guest);
-          this.all.set(name, guest);
-          const run = guest.run().finally(() => this.runs.delete(run));
-          this.runs.add(run);
-          res.writeHead(201).end();
+          void this.add(name, guest_config).then(
+            (channel) =>
+              res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ channel })),
+            (e: Error) => res.writeHead(500).end(e.message),
+          );
         } else if (req.method === 'DELETE' && m) {
           const guest = this.guests.get(m[1]!);
           guest?.destroy();
@@ -149,6 +232,33 @@ export class GuestEmulator {
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** Starts a guest: on the HTTP channel if its config names one, else on a unix socket (virtio). */
+  private async add(
+    name: string,
+    config: Record<string, string>,
+  ): Promise<{ kind: 'unix'; path: string } | null> {
+    let transport: GuestTransport;
+    let channel: { kind: 'unix'; path: string } | null = null;
+    if (config.HATCHERY_CHANNEL?.startsWith('http')) {
+      transport = new HttpTransport(
+        config.HATCHERY_CHANNEL,
+        config.HATCHERY_CHANNEL_TOKEN ?? '',
+        this.opts.retryMs ?? 100,
+      );
+    } else {
+      const unix = new UnixTransport(path.join(this.socketDir, `${name}.sock`));
+      await unix.listen();
+      transport = unix;
+      channel = { kind: 'unix', path: unix.path };
+    }
+    const guest = new EmulatedGuest(name, config, transport);
+    this.guests.set(name, guest);
+    this.all.set(name, guest);
+    const run = guest.run().finally(() => this.runs.delete(run));
+    this.runs.add(run);
+    return channel;
   }
 
   /** Guests handed over and not destroyed yet. */
@@ -166,5 +276,6 @@ export class GuestEmulator {
     await Promise.allSettled([...this.runs]);
     this.server?.closeAllConnections();
     await new Promise((r) => this.server?.close(r) ?? r(undefined));
+    rmSync(this.socketDir, { recursive: true, force: true });
   }
 }

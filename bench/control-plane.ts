@@ -1,0 +1,394 @@
+// The control plane's cost, without a hypervisor: `hatchery serve` (its own process, logging at
+// info as deployed) on the in-memory provider, whose VMs are handed to emulated guests (they
+// report over the HTTP guest channel and play the runner against the GitHub stand-in; both live
+// in this process, so their CPU is not the service's). Four figures against their goals:
+//  - service CPU per whole lifecycle (create → runner online → job → poweroff → destroyed);
+//  - signed-create ack throughput vs a bare Express app answering 202, in the same run;
+//  - CPU of one reconcile pass over 10,000 live VMs, every lost one found;
+//  - the service's RSS with 1,000 live VMs (and idle).
+// Plus how long a VM waits for a worker in a burst (admitted → its create step running).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'smol-toml';
+import { loadConfig } from '../src/config/load.ts';
+import { silentLogger } from '../src/log.ts';
+import type { MemoryProvider } from '../src/providers/memory/provider.ts';
+import { HatcheryService } from '../src/service.ts';
+import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
+import { GuestEmulator } from '../test/fakes/guest/emulator.ts';
+import { burst, client } from './ack.ts';
+import { fmtMs, fmtRatio, percentile, progress } from './stats.ts';
+
+const BARE = fileURLToPath(new URL('./bare-express.ts', import.meta.url));
+const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
+
+/** User + system CPU of a process so far, in ms (/proc/<pid>/stat fields 14 and 15). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
+}
+
+export function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN) / 1024;
+}
+
+export interface ControlPlaneResult {
+  lifecycles: number;
+  /** Guests on a unix socket, as QEMU's virtio-serial port: the default path. */
+  cpuPerLifecycleMs: number;
+  /** Guests on the HTTP channel (network providers). */
+  cpuPerHttpLifecycleMs: number;
+  /** Admitted → created (the create step ran: a worker took it, minted the JIT config, created). */
+  admittedToCreatedMs: number[];
+  ack: {
+    creates: number;
+    servicePerS: number;
+    barePerS: number;
+    serviceCpuPerReqMs: number;
+    bareCpuPerReqMs: number;
+  };
+  reconcile: { vms: number; lost: number; found: number; cpuMs: number[] };
+  rss: { idleMiB: number; liveVms: number; withVmsMiB: number };
+  runtime: string;
+}
+
+/** A bare Express app answering 202 to any POST: the floor of an HTTP ack on this machine. */
+async function startBare(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', BARE], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+    child.once('exit', (code) => reject(new Error(`bare express exited ${code}`)));
+  });
+  return { url, child };
+}
+
+async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 300_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+export async function benchControlPlane(opts: {
+  lifecycles: number;
+  acks: number;
+  reconcileVms: number;
+  rssVms: number;
+}): Promise<ControlPlaneResult> {
+  const emulator = new GuestEmulator();
+  const files = await StackFiles.create({
+    providers: {
+      sim: { kind: 'memory', guest_emulator: await emulator.start() },
+      hold: { kind: 'memory' }, // VMs with no guest: they stay booting (RSS, ack throughput)
+    },
+    pools: [
+      { name: 'sim', labels: ['sim'], provider: 'sim', providerKeys: () => ({}), max_vms: opts.lifecycles },
+      {
+        name: 'simhttp',
+        labels: ['simhttp'],
+        provider: 'sim',
+        providerKeys: () => ({ channel: 'http' }),
+        max_vms: opts.lifecycles,
+      },
+      {
+        name: 'hold',
+        labels: ['hold'],
+        provider: 'hold',
+        providerKeys: () => ({}),
+        max_vms: 1,
+        timeouts: { boot: 3600, queue: 3600 },
+      },
+      {
+        name: 'crowd',
+        labels: ['crowd'],
+        provider: 'hold',
+        providerKeys: () => ({}),
+        max_vms: opts.rssVms,
+        timeouts: { boot: 3600, queue: 3600 },
+      },
+    ],
+    maxVms: opts.lifecycles + opts.rssVms + 1,
+    emulatedGuests: true,
+    logLevel: 'info',
+    workers: { poll_ms: 250 },
+  });
+  // BENCH_PROFILE=<dir>: the service writes a CPU profile there (node --cpu-prof) when it stops.
+  const profile = process.env.BENCH_PROFILE;
+  const svc = new ServiceProcess(
+    files,
+    profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : [],
+  );
+  const bare = await startBare();
+  const http = { svc: null as ReturnType<typeof client> | null, bare: client(bare.url, 50) };
+  try {
+    await svc.start();
+    const pid = svc.pid;
+    http.svc = client(svc.url, 50);
+    const idleMiB = rssMiB(pid);
+    let run = 0;
+    const create = (label: string, delivery?: string) => {
+      const body = JSON.stringify({
+        action: 'create',
+        repository: 'bench/cp',
+        run_id: ++run,
+        run_attempt: 1,
+        labels: [label],
+      });
+      return {
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'x-hatchery-signature-256': files.signControl(body),
+          ...(delivery ? { 'x-hatchery-delivery': delivery } : {}),
+        },
+      };
+    };
+    const names = async (label: string, n: number): Promise<string[]> => {
+      const out: string[] = [];
+      await burst(n, async () => {
+        const { body, headers } = create(label);
+        const res = await fetch(`${svc.url}/hooks/control`, { method: 'POST', headers, body });
+        out.push(((await res.json()) as { vms: { name: string }[] }).vms[0]!.name);
+        return res.status;
+      });
+      return out;
+    };
+    const lifecycles = async (n: number, label = 'sim'): Promise<string[]> => {
+      const vms = await names(label, n);
+      const jobs = vms.map((name) =>
+        files.fake.queueJob({ repository: 'bench/cp', labels: ['self-hosted', name] }),
+      );
+      for (const j of jobs) await files.fake.waitForJob(j.id, { timeoutMs: 300_000 });
+      try {
+        await waitUntil(
+          async () =>
+            (await svc.read((s) => s.getVms(vms))).filter((v) => v.state === 'destroyed').length === n,
+          `${n} lifecycles to end`,
+        );
+      } catch (e) {
+        const states = (await svc.read((s) => s.getVms(vms))).map(
+          (v) => `${v.name}:${v.state}:${v.failure ?? ''}`,
+        );
+        throw new Error(
+          `${(e as Error).message}: ${states.filter((x) => !x.includes(':destroyed:')).join(', ')}`,
+        );
+      }
+      return vms;
+    };
+
+    progress('control plane: warm-up (20 lifecycles on each channel)');
+    await lifecycles(20);
+    await lifecycles(20, 'simhttp');
+    progress(`control plane: ${opts.lifecycles} lifecycles in one burst, HTTP guest channel`);
+    const cpuH = cpuMs(pid);
+    await lifecycles(opts.lifecycles, 'simhttp');
+    const cpuPerHttpLifecycleMs = (cpuMs(pid) - cpuH) / opts.lifecycles;
+    progress(`control plane: ${opts.lifecycles} lifecycles in one burst, unix-socket (virtio) channel`);
+    const cpu0 = cpuMs(pid);
+    const measured = await lifecycles(opts.lifecycles);
+    const cpuPerLifecycleMs = (cpuMs(pid) - cpu0) / opts.lifecycles;
+    const admittedToCreatedMs = await svc.read(async (s) => {
+      const out: number[] = [];
+      for (const name of measured) {
+        const events = await s.listEvents((await s.getVm(name))!.id);
+        const at = (e: string) => events.find((x) => x.event === e)!.at;
+        out.push(at('created') - at('admitted'));
+      }
+      return out;
+    });
+    progress(
+      `control plane: ${fmtMs(cpuPerLifecycleMs)} CPU per lifecycle; admitted → created p50 ${fmtMs(percentile(admittedToCreatedMs, 50))}`,
+    );
+
+    // Ack throughput: the same client, concurrency and count against both; creates queue in a
+    // pool of one VM, so the service does what a burst of requests costs, not VM work.
+    const throughput = async (
+      target: 'svc' | 'bare',
+      pidOf: number,
+    ): Promise<{ perS: number; cpuPerReqMs: number }> => {
+      const c = http[target]!;
+      const c0 = cpuMs(pidOf);
+      const t0 = performance.now();
+      for (let i = 0; i < opts.acks; i += 50) {
+        await burst(Math.min(50, opts.acks - i), () => {
+          const { body, headers } = create('hold', target === 'svc' ? `ack-${run}` : undefined);
+          return c.request('POST', '/hooks/control', body, headers);
+        });
+      }
+      const s = (performance.now() - t0) / 1000;
+      return { perS: opts.acks / s, cpuPerReqMs: (cpuMs(pidOf) - c0) / opts.acks };
+    };
+    progress(`control plane: ${opts.acks} signed creates, service vs bare Express`);
+    await throughput('bare', bare.child.pid!); // warm-up
+    const bareT = await throughput('bare', bare.child.pid!);
+    const svcT = await throughput('svc', pid);
+    progress(`control plane: ${svcT.perS.toFixed(0)}/s vs bare ${bareT.perS.toFixed(0)}/s`);
+
+    progress(`control plane: ${opts.rssVms} live VMs for RSS`);
+    await names('crowd', opts.rssVms);
+    await waitUntil(
+      async () =>
+        (await svc.read((s) => s.listVms({ states: ['booting'] }))).filter((v) => v.pool === 'crowd')
+          .length === opts.rssVms,
+      `${opts.rssVms} VMs booting`,
+    );
+    await sleep(2000); // a reconcile pass or two over them
+    const withVmsMiB = rssMiB(pid);
+
+    const reconcile = await benchReconcile(opts.reconcileVms, Math.round(opts.reconcileVms / 100));
+    return {
+      lifecycles: opts.lifecycles,
+      cpuPerLifecycleMs,
+      cpuPerHttpLifecycleMs,
+      admittedToCreatedMs,
+      ack: {
+        creates: opts.acks,
+        servicePerS: svcT.perS,
+        barePerS: bareT.perS,
+        serviceCpuPerReqMs: svcT.cpuPerReqMs,
+        bareCpuPerReqMs: bareT.cpuPerReqMs,
+      },
+      reconcile,
+      rss: { idleMiB, liveVms: opts.rssVms, withVmsMiB },
+      runtime: readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsx') ? 'tsx' : 'node',
+    };
+  } finally {
+    http.svc?.close();
+    http.bare.close();
+    bare.child.kill();
+    await svc.stop().catch(() => svc.kill9());
+    await emulator.close();
+    await files.cleanup();
+  }
+}
+
+/**
+ * One reconcile pass over `vms` running VMs of which the provider lost `lost`, in this process
+ * (the sweep is what is measured: process.cpuUsage around it). A pass with nothing lost first.
+ */
+async function benchReconcile(vms: number, lost: number): Promise<ControlPlaneResult['reconcile']> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-bench-reconcile-'));
+  const file = path.join(dir, 'hatchery.toml');
+  writeFileSync(
+    file,
+    stringify({
+      instance_id: 'bench-reconcile',
+      server: { port: 0 },
+      runner: { url: 'http://127.0.0.1:9/runner.tgz', sha256: '0'.repeat(64) },
+      store: { path: path.join(dir, 'hatchery.db') },
+      reconcile: { interval_seconds: 3600, ghost_sweep_every: 1_000_000 },
+      log: { level: 'silent' },
+      providers: { sim: { kind: 'memory' } },
+      pools: [{ name: 'sim', labels: ['sim'], max_vms: vms, timeouts: { boot: 3600 } }],
+    }),
+  );
+  const service = await HatcheryService.start({
+    config: loadConfig({ file, env: {}, dotenv: false }).config,
+    log: silentLogger(),
+    http: false,
+  });
+  try {
+    progress(`reconcile: seeding ${vms} running VMs`);
+    const provider = service.providers.named('sim') as MemoryProvider;
+    const now = Date.now();
+    const rows = Array.from({ length: vms }, (_, i) => ({
+      name: `hatchery-sim-${i + 1}-1-bench0`,
+      identity: `control:bench/reconcile:${i + 1}:1:sim`,
+      pool: 'sim',
+      provider: 'sim',
+      source: 'control' as const,
+      repository: 'bench/reconcile',
+      runId: String(i + 1),
+      runAttempt: 1,
+      label: 'sim',
+      runnerLabels: ['sim'],
+      credential: null,
+      initialDeadline: 3600,
+    }));
+    for (let i = 0; i < rows.length; i += 1000) await service.store.insertVms(rows.slice(i, i + 1000), now);
+    // Straight to `booting` as the worker would leave them (admitted, created), without the worker.
+    for (const row of rows) {
+      for (const state of ['provisioning', 'booting'] as const) {
+        await service.store.transition(
+          row.name,
+          () => ({
+            event: { type: state === 'provisioning' ? 'admitted' : 'created' },
+            decision: {
+              state,
+              destroyRequested: false,
+              failure: null,
+              attempts: 0,
+              destroyAttempts: 0,
+              action: null,
+              delayMs: 0,
+              deadline: 3600,
+              note: 'bench',
+            },
+          }),
+          now,
+        );
+      }
+      provider.backend.set(row.name, {
+        instanceId: 'bench-reconcile',
+        info: { name: row.name, status: 'running', tags: {}, createdAt: new Date(now).toISOString() },
+        spec: {
+          name: row.name,
+          pool: 'sim',
+          image: 'tiny',
+          cpus: 1,
+          memoryMiB: 256,
+          bootstrap: '',
+          guestConfig: {},
+          tags: {},
+        },
+      });
+    }
+    const cpuMs: number[] = [];
+    const pass = async () => {
+      const c = process.cpuUsage();
+      const report = await service.reconciler.sweep();
+      const d = process.cpuUsage(c);
+      cpuMs.push((d.user + d.system) / 1000);
+      return report;
+    };
+    await pass(); // nothing lost: the steady state
+    const gone = rows
+      .filter((_, i) => i % Math.floor(vms / lost) === 0)
+      .slice(0, lost)
+      .map((r) => r.name);
+    for (const name of gone) provider.backend.delete(name);
+    const report = await pass();
+    const found = report.vanished.filter((n) => gone.includes(n)).length;
+    progress(
+      `reconcile: ${fmtMs(cpuMs[0]!)} CPU for a pass over ${vms} VMs, ${fmtMs(cpuMs[1]!)} with ${lost} lost (${found} found)`,
+    );
+    return { vms, lost, found, cpuMs };
+  } finally {
+    (service.providers.named('sim') as MemoryProvider).backend.clear();
+    await service.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function reportControlPlane(r: ControlPlaneResult): string {
+  const pass = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const ackRatio = r.ack.servicePerS / r.ack.barePerS;
+  return [
+    `Control plane (in-memory provider, emulated guests, hatchery serve on ${r.runtime}):`,
+    `  CPU per lifecycle: ${fmtMs(r.cpuPerLifecycleMs)} over virtio-style sockets (${r.lifecycles} lifecycles; goal ≤ 10 ms: ${pass(r.cpuPerLifecycleMs <= 10)}), ${fmtMs(r.cpuPerHttpLifecycleMs)} over the HTTP channel`,
+    `  admitted → created in a burst of ${r.lifecycles}: p50 ${fmtMs(percentile(r.admittedToCreatedMs, 50))}, p99 ${fmtMs(percentile(r.admittedToCreatedMs, 99))}`,
+    `  signed-create ack throughput: ${r.ack.servicePerS.toFixed(0)}/s vs bare Express ${r.ack.barePerS.toFixed(0)}/s = ${fmtRatio(ackRatio)} (goal ≥ 0.5×: ${pass(ackRatio >= 0.5)});` +
+      ` CPU per request ${fmtMs(r.ack.serviceCpuPerReqMs)} vs ${fmtMs(r.ack.bareCpuPerReqMs)} (${fmtRatio(r.ack.serviceCpuPerReqMs / r.ack.bareCpuPerReqMs)})`,
+    `  reconcile of ${r.reconcile.vms} VMs: ${fmtMs(r.reconcile.cpuMs[1]!)} CPU with ${r.reconcile.lost} lost, ${r.reconcile.found} found; ${fmtMs(r.reconcile.cpuMs[0]!)} with none` +
+      ` (goal < 200 ms, every one found: ${pass(r.reconcile.cpuMs[1]! < 200 && r.reconcile.found === r.reconcile.lost)})`,
+    `  RSS: ${r.rss.idleMiB.toFixed(0)} MiB idle, ${r.rss.withVmsMiB.toFixed(0)} MiB with ${r.rss.liveVms} live VMs (goal ≤ 120 MB: ${pass(r.rss.withVmsMiB * 1.048576 <= 120)})`,
+  ].join('\n');
+}
