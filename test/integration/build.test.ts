@@ -78,6 +78,14 @@ function linkProductionModules(to: string): string[] {
   return linked;
 }
 
+/** Without tsx, bin/hatchery.js can run only dist/: what ran was compiled. */
+function assertNoTsx(dir: string): void {
+  assert.ok(
+    !existsSync(path.join(dir, 'node_modules', 'tsx')),
+    'tsx is installed: this would not test dist/',
+  );
+}
+
 const RELATIVE_TS_IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*)['"]\.{1,2}\/[^'"]*\.ts['"]/;
 
 describe('production install (npm ci --omit=dev): dist/', () => {
@@ -147,6 +155,7 @@ describe('production install (npm ci --omit=dev): dist/', () => {
   });
 
   it('hatchery --help and config check run from dist/, files of the package found from there', async () => {
+    assertNoTsx(dir);
     const help = await run(dir, process.execPath, ['bin/hatchery.js', '--help']);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^Usage: hatchery /);
@@ -168,6 +177,7 @@ describe('production install (npm ci --omit=dev): dist/', () => {
   });
 
   it('hatchery serve from dist/ reads its bootstrap script, listens, stops on SIGTERM', async () => {
+    assertNoTsx(dir);
     const child = spawn(process.execPath, ['bin/hatchery.js', '--config', config, 'serve'], {
       cwd: dir,
       env: ENV,
