@@ -185,13 +185,16 @@ describe('production install (npm ci --omit=dev): dist/', () => {
     });
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let timer: NodeJS.Timeout | undefined;
     const listening = await new Promise<boolean>((resolve) => {
       child.stderr.on('data', (d: Buffer) => {
         stderr += d.toString();
         if (/"msg":"listening"/.test(stderr)) resolve(true);
       });
       void exited.then(() => resolve(false));
+      timer = setTimeout(() => resolve(false), 60_000); // then it is stopped below, and fails
     });
+    clearTimeout(timer);
     child.kill('SIGTERM');
     const code = await exited;
     assert.ok(listening, `serve did not listen: ${stderr}`);
