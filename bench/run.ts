@@ -1,20 +1,23 @@
-// `npm run bench [-- boot|ack|limits]`: measures Hatchery against baselines taken in the same
-// run and prints ratios (this machine's speed drifts 2–3× between batches: absolute times alone
-// mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default 200) and BENCH_SLOW (slow
-// connections, default 3000) tune the runs.
+// `npm run bench [-- boot|ack|limits|startup]`: measures Hatchery against baselines taken in the
+// same run and prints ratios (this machine's speed drifts 2–3× between batches: absolute times
+// alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default 200), BENCH_SLOW (slow
+// connections, default 3000) and BENCH_IDLE_S (startup: idle seconds before reading RSS,
+// default 10) tune the runs.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
+import { benchStartup, reportStartup } from './startup.ts';
 
 const which = process.argv[2] ?? 'all';
-if (!['all', 'boot', 'ack', 'limits', 'control-plane'].includes(which)) {
-  process.stderr.write(`usage: npm run bench [-- boot|ack|limits|control-plane]\n`);
+if (!['all', 'boot', 'ack', 'limits', 'startup', 'control-plane'].includes(which)) {
+  process.stderr.write(`usage: npm run bench [-- boot|ack|limits|startup|control-plane]\n`);
   process.exit(2);
 }
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 200);
 const slow = Number(process.env.BENCH_SLOW ?? 3000);
+const idleSeconds = Number(process.env.BENCH_IDLE_S ?? 10);
 const ackRounds = Math.max(1, Math.min(rounds, 5));
 const out: string[] = [];
 const run = (name: string) => which === 'all' || which === name;
@@ -36,4 +39,5 @@ if (run('control-plane')) {
     ),
   );
 }
+if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSeconds)));
 process.stdout.write(`${out.join('\n\n')}\n`);

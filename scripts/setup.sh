@@ -33,6 +33,7 @@ if [ "$major" -lt 20 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "==> installing npm dependencies (better-sqlite3 compiles: about a minute)"
+  # Its `prepare` script compiles the TypeScript to dist/ (npm run build), what bin/hatchery.js runs.
+  echo "==> installing npm dependencies (better-sqlite3 compiles: about a minute), building dist/"
   npm ci --no-audit --no-fund
 fi

@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { publicUrl } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import type { CoreContext } from './core/context.ts';
@@ -20,11 +19,12 @@ import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners
 import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
 import { createLogger, type Logger } from './log.ts';
+import { packageFile } from './package-files.ts';
 import { Providers } from './providers/build.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 
-export const BOOTSTRAP_PATH = fileURLToPath(new URL('../bootstrap/linux.sh', import.meta.url));
+export const BOOTSTRAP_PATH = packageFile('bootstrap', 'linux.sh');
 
 export interface ServiceOptions {
   config: Config;

@@ -1,13 +1,13 @@
 // The `vagrant` provider kind: Vagrant + vagrant-libvirt, one project dir per VM.
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { packageFile } from '../../package-files.ts';
 import { defineProviderKind } from '../kind.ts';
 import { qemuPoolSettings } from '../qemu/kind.ts';
 import { parsePortRange } from './ports.ts';
 import { VagrantProvider } from './provider.ts';
 
 /** The project's top-level Vagrantfile. */
-export const PROJECT_VAGRANTFILE = fileURLToPath(new URL('../../../Vagrantfile', import.meta.url));
+export const PROJECT_VAGRANTFILE = packageFile('Vagrantfile');
 
 const seconds = (def: number) => z.number().int().min(1).max(86_400).default(def);
 

@@ -11,7 +11,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import type { ApiContract } from './contract.ts';
 import { checkLinkHeader } from './link.ts';
+import { RouteTable } from './routes.ts';
 
 type JsonObject = Record<string, unknown>;
 
@@ -63,12 +65,6 @@ interface Operation {
   parameters: Parameter[];
   requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonObject }> };
   responses: Record<string, unknown>;
-}
-
-interface Route {
-  template: string;
-  segments: (string | { param: string })[];
-  literals: number;
 }
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
@@ -134,10 +130,11 @@ function formatErrors(where: string, errors: ErrorObject[] | null | undefined): 
   return [...seen];
 }
 
-export class GitHubOpenApi {
+export class GitHubOpenApi implements ApiContract {
+  readonly unchecked = undefined;
   private readonly ajv: Ajv;
   private readonly operations = new Map<string, Operation>();
-  private readonly routesBySegments = new Map<number, Route[]>();
+  private readonly routes = new RouteTable();
   private readonly compiled = new Map<string, ValidateFunction>();
   private readonly components: JsonObject;
 
@@ -172,20 +169,8 @@ export class GitHubOpenApi {
           responses: isObject(op.responses) ? op.responses : {},
         });
       }
-      const segments = template
-        .split('/')
-        .slice(1)
-        .map((s) => (/^\{[^}]+\}$/.test(s) ? { param: s.slice(1, -1) } : s));
-      const route: Route = {
-        template,
-        segments,
-        literals: segments.filter((s) => typeof s === 'string').length,
-      };
-      const list = this.routesBySegments.get(segments.length) ?? [];
-      list.push(route);
-      this.routesBySegments.set(segments.length, list);
+      this.routes.add(template);
     }
-    for (const list of this.routesBySegments.values()) list.sort((a, b) => b.literals - a.literals);
   }
 
   /** Resolves a `#/components/…` reference (parameters, request bodies, responses), recursively. */
@@ -218,32 +203,23 @@ export class GitHubOpenApi {
 
   /** Which documented operation a concrete request path is (most specific template first). */
   match(method: string, path: string): OperationMatch | undefined {
-    const parts = path.split('?')[0]!.split('/').slice(1);
-    for (const route of this.routesBySegments.get(parts.length) ?? []) {
-      const params: Record<string, string> = {};
-      let ok = true;
-      for (let i = 0; ok && i < parts.length; i++) {
-        const seg = route.segments[i]!;
-        let part: string;
-        try {
-          part = decodeURIComponent(parts[i]!);
-        } catch {
-          part = parts[i]!;
-        }
-        if (typeof seg === 'string') ok = seg === parts[i];
-        else if (part === '') ok = false;
-        else params[seg.param] = part;
-      }
-      if (!ok) continue;
-      const op = this.operations.get(`${method.toUpperCase()} ${route.template}`);
-      if (op) return { method: op.method, template: route.template, operationId: op.operationId, params };
-    }
-    return undefined;
+    const key = (template: string) => `${method.toUpperCase()} ${template}`;
+    const m = this.routes.match(path, (template) => this.operations.has(key(template)));
+    if (!m) return undefined;
+    const op = this.operations.get(key(m.template))!;
+    return { method: op.method, template: m.template, operationId: op.operationId, params: m.params };
   }
 
   /** True when some operation (any method) has this concrete path. */
   pathExists(path: string): boolean {
     return METHODS.some((m) => this.match(m, path) !== undefined);
+  }
+
+  /** Why a request matched no operation. */
+  unmatched(method: string, path: string): string {
+    return this.pathExists(path)
+      ? `GitHub has no ${method.toUpperCase()} operation on this path`
+      : 'not a GitHub REST API endpoint';
   }
 
   private checkParam(where: string, op: Operation, p: Parameter, raw: string | string[]): string[] {

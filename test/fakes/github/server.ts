@@ -1,17 +1,19 @@
 // FakeGitHub: the stand-in GitHub every Hatchery test talks to. It answers the REST endpoints
 // about self-hosted runners the way GitHub does, checks every request and response against
-// GitHub's OpenAPI description (./openapi.ts), serves the stand-in runner's tarball
-// (./runner/), and hands queued jobs to stand-in runners that connect to it
+// GitHub's OpenAPI description (./openapi.ts; options.validation, ./contract.ts), serves the
+// stand-in runner's tarball (./runner/), and hands queued jobs to stand-in runners that connect to it
 // (./runner-protocol.ts). Anything that would not work against the real GitHub is recorded in
 // `violations`: a test that ends with violations has found a bug in Hatchery or in this fake,
 // and close() — which every test's cleanup calls — fails with them unless the test declared
 // them (expectViolation) or took them to assert on (takeViolations).
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { packageFile } from '../../../src/package-files.ts';
+import { loadContract, type ApiContract, type Validation } from './contract.ts';
 import { API_VERSION, headerRefusal } from './headers.ts';
-import { githubOpenApi } from './openapi.ts';
 import { DOCS, notFound, restHandlers, scopeOf, validationFailed, type RestReply } from './rest.ts';
 import { createRunnerProtocol, formatJobAssignment, type RunnerProtocol } from './runner-protocol.ts';
 import {
@@ -55,6 +57,11 @@ export interface FakeGitHubOptions {
    * its job fails, an ephemeral runner is removed, another goes offline. Default 30 s.
    */
   runnerLostAfterMs?: number;
+  /**
+   * Whether GitHub's OpenAPI description must be installed (default `required`: every test);
+   * `if-installed` lets the demo run on a production install, checking nothing (./contract.ts).
+   */
+  validation?: Validation;
 }
 
 export interface RequestRecord {
@@ -71,7 +78,8 @@ export interface RunnerTarball {
   size: number;
 }
 
-const RUNNER_DIR = new URL('./runner/', import.meta.url);
+// From the package root: this module also runs compiled, from dist/ (`hatchery demo`).
+const RUNNER_DIR = packageFile('test', 'fakes', 'github', 'runner');
 const TARBALL_PATH = `/_downloads/actions-runner-linux-x64-${RUNNER_VERSION}.tar.gz`;
 /**
  * Statuses GitHub answers on any operation though its description often leaves them out: a body
@@ -100,7 +108,7 @@ export class FakeGitHubViolations extends Error {
 }
 
 function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
-  const file = (name: string) => readFileSync(new URL(name, RUNNER_DIR));
+  const file = (name: string) => readFileSync(join(RUNNER_DIR, name));
   const t = buildTarball([
     { name: 'run.sh', mode: 0o755, data: file('run.sh') },
     { name: 'config.sh', mode: 0o755, data: file('config.sh') },
@@ -130,7 +138,10 @@ export class FakeGitHub {
   private readonly recorded: string[] = [];
   private readonly expected: { pattern: RegExp; seen: boolean }[] = [];
 
-  private constructor(private readonly opts: FakeGitHubOptions) {
+  private constructor(
+    private readonly opts: FakeGitHubOptions,
+    private readonly api: ApiContract,
+  ) {
     this.state = new FakeState(formatJobAssignment);
     this.tokens = new Set(opts.tokens ?? [DEFAULT_TOKEN]);
     this.repositories = opts.repositories && new Set(opts.repositories.map((r) => r.toLowerCase()));
@@ -168,7 +179,8 @@ export class FakeGitHub {
   }
 
   static async start(opts: FakeGitHubOptions = {}): Promise<FakeGitHub> {
-    const fake = new FakeGitHub(opts);
+    const api = await loadContract(opts.validation ?? 'required', Object.keys(restHandlers));
+    const fake = new FakeGitHub(opts, api);
     await new Promise<void>((resolve, reject) => {
       const server = fake.app.listen(opts.port ?? 0, '127.0.0.1', (err?: Error) =>
         err ? reject(err) : resolve(),
@@ -187,6 +199,14 @@ export class FakeGitHub {
   /** The API base URL, e.g. 'http://127.0.0.1:41234'. */
   get url(): string {
     return this.baseUrl;
+  }
+
+  /**
+   * Why requests and replies are not checked against GitHub's description (only with
+   * `validation: 'if-installed'`, when it is not installed); undefined when they are.
+   */
+  get unchecked(): string | undefined {
+    return this.api.unchecked;
   }
 
   /** The base URL written into JIT configs (options.guestBaseUrl, default this.url). */
@@ -374,7 +394,7 @@ export class FakeGitHub {
     reply: RestReply,
     op?: { method: string; template: string },
   ): void {
-    const api = githubOpenApi();
+    const api = this.api;
     const headers = {
       ...(reply.body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
       ...reply.headers,
@@ -405,16 +425,12 @@ export class FakeGitHub {
   }
 
   private handleApi(req: Request, res: Response): void {
-    const api = githubOpenApi();
+    const api = this.api;
     const path = req.path;
     const what = `${req.method} ${req.originalUrl}`;
     const match = api.match(req.method, path);
     if (!match) {
-      this.violation(
-        api.pathExists(path)
-          ? `${what}: GitHub has no ${req.method} operation on this path`
-          : `${what}: not a GitHub REST API endpoint`,
-      );
+      this.violation(`${what}: ${api.unmatched(req.method, path)}`);
       this.reply(req, res, notFound());
       return;
     }
