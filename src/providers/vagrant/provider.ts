@@ -55,6 +55,8 @@ const PORT_ATTEMPTS = 3;
 
 export class VagrantProvider implements Provider {
   readonly kind = 'vagrant';
+  /** `vagrant destroy` runs the teardown trigger of the project's Vagrantfile. */
+  readonly destroyRunsTeardown = true;
   private readonly vagrantHome: string;
   private readonly ports: PortAllocator;
   private readonly queues = new Map<string, Promise<unknown>>();
