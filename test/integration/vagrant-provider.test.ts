@@ -173,9 +173,12 @@ describe('vagrant provider', () => {
 
   after(async () => {
     const p = provider();
-    for (const n of [open, restricted]) await p.destroy(n).catch(() => undefined);
-    for (const n of [open, restricted]) assert.deepEqual(await traces(n), [], `${n} left traces`);
-    await standIn?.close();
+    try {
+      for (const n of [open, restricted]) await p.destroy(n).catch(() => undefined);
+      for (const n of [open, restricted]) assert.deepEqual(await traces(n), [], `${n} left traces`);
+    } finally {
+      await standIn?.close(); // else the process outlives a failed check
+    }
   });
 
   it('runs bootstrap/linux.sh in two VMs brought up in parallel; both report over HTTP to the host', async () => {
@@ -265,12 +268,14 @@ describe('vagrant provider', () => {
     assert.deepEqual(await traces(open), []);
     const log = (await p.console(open)) ?? '';
     assert.equal(teardownMarks(log, open), 1, log);
-    // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel.
+    // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel,
+    // and the guest's last word on it before it powers off.
     assert.deepEqual(standIn.events.get(tokens[open]!), [
       'booted',
       'registered',
       'stopping',
       'runner-exited 130',
+      'poweroff',
     ]);
 
     await p.destroy(restricted);
