@@ -42,11 +42,21 @@ export function inboxAccepts(state: VmState): 'yes' | 'not_ready' | 'gone' {
   return 'yes';
 }
 
-/** What the host says back to a guest after a message (pure): replay after a gap, or stop. */
-export function hostLines(vm: Pick<VmRecord, 'state'>, order: GuestOrder): string[] {
+/**
+ * What the host says back to a guest after a message (pure): replay after a gap, or stop.
+ * `destroyTearsDown`: the VM's provider runs the guest's teardown hook in its destroy (Vagrant's
+ * before-destroy trigger). That hook gets the first go: a `shutdown` now would have the guest
+ * power itself off before it, and the provider skip it. Once a destroy attempt has failed, the
+ * guest is told too, so that its runner does not stay online while destroys keep failing.
+ */
+export function hostLines(
+  vm: Pick<VmRecord, 'state' | 'destroyAttempts'>,
+  order: GuestOrder,
+  opts: { destroyTearsDown?: boolean } = {},
+): string[] {
   const lines: string[] = [];
   if (order === 'gap') lines.push('sync');
-  if (vm.state === 'destroying') lines.push('shutdown');
+  if (vm.state === 'destroying' && (!opts.destroyTearsDown || vm.destroyAttempts > 0)) lines.push('shutdown');
   return lines;
 }
 
@@ -61,6 +71,18 @@ export class GuestInbox {
     const accepts = inboxAccepts(vm.state);
     if (accepts !== 'yes') return { kind: accepts, state: vm.state };
     const { order, vm: after } = await takeGuestMessage(this.ctx, name, msg);
-    return { kind: 'taken', order, lines: hostLines(after ?? vm, order) };
+    return {
+      kind: 'taken',
+      order,
+      lines: hostLines(after ?? vm, order, { destroyTearsDown: this.tearsDown(vm) }),
+    };
+  }
+
+  private tearsDown(vm: VmRecord): boolean {
+    try {
+      return this.ctx.providerFor(vm).destroyRunsTeardown === true;
+    } catch {
+      return false; // its pool is gone: nothing else will stop the guest
+    }
   }
 }

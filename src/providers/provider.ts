@@ -42,6 +42,12 @@ export interface Provider {
    */
   readonly nativeChannel?: 'unix';
   /**
+   * destroy() runs the guest's teardown hook itself while the VM still runs (Vagrant: the
+   * Vagrantfile's before-destroy trigger). The HTTP channel then asks the guest to shut down only
+   * once a destroy attempt has failed (core/guest-inbox.ts).
+   */
+  readonly destroyRunsTeardown?: boolean;
+  /**
    * Creates and starts the VM. Idempotent by name: if it already exists, returns it.
    * On failure nothing is left behind. Honours `signal` (aborts and cleans up).
    */

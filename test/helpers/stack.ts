@@ -88,6 +88,11 @@ export interface StackOptions {
   providers?: Record<string, Record<string, unknown>>;
   /** Extra top-level TOML sections merged into the generated file. */
   extra?: Record<string, unknown>;
+  /**
+   * What VMs of the extra providers can leave behind (e.g. libvirt domains), listed with
+   * leftovers() and checked by nothingLeft(); each list must end empty.
+   */
+  leftovers?: (files: StackFiles) => Record<string, unknown[]>;
 }
 
 /** The part shared by the in-process stack and the child process: stand-in, files, config. */
@@ -182,8 +187,17 @@ export class StackFiles {
     return loadConfig({ file: this.configFile, env: {}, dotenv: false }).config;
   }
 
-  /** Everything a VM could leave behind: QEMU processes, VM directories, forwarders, registrations. */
-  leftovers(): { qemu: number[]; vmDirs: string[]; forwarders: number[]; runners: string[] } {
+  /**
+   * Everything a VM could leave behind: QEMU processes, VM directories, forwarders,
+   * registrations, and what the extra providers' VMs can leave (StackOptions.leftovers).
+   */
+  leftovers(): {
+    qemu: number[];
+    vmDirs: string[];
+    forwarders: number[];
+    runners: string[];
+    [more: string]: unknown[];
+  } {
     const ports = [new URL(this.fake.url).port, ...(this.servicePort ? [String(this.servicePort)] : [])];
     return {
       qemu: qemuPidsUnder(this.stateDir),
@@ -201,6 +215,7 @@ export class StackFiles {
           }
         }),
       runners: this.fake.runners().map((r) => r.name),
+      ...this.opts.leftovers?.(this),
     };
   }
 

@@ -8,15 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  appendFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  readdirSync,
-  rmSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,14 +21,13 @@ import type { GuestNetwork } from '../../src/providers/vagrant/project.ts';
 import { VagrantProvider } from '../../src/providers/vagrant/provider.ts';
 import { defineProviderContract } from '../contracts/provider.ts';
 import { IMAGES_DIR } from '../helpers/images.ts';
-import { killAll, pidsWithArg } from '../helpers/processes.ts';
+import { processesIn } from '../../src/providers/vagrant/strays.ts';
+import { failNextDestroy, PrivateLibvirtd, teardownMarks } from '../helpers/libvirt.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const LIBVIRT_SH = path.join(repo, 'scripts/libvirt.sh');
 const root = mkdtempSync(path.join(tmpdir(), 'hatchery-vagrant-'));
-const libvirtDir = path.join(root, 'libvirt');
 const stateDir = path.join(root, 'state');
-let uri = '';
+let libvirtd: PrivateLibvirtd;
 
 const networks: Record<string, GuestNetwork> = {};
 const provider = (instanceId = 'test') =>
@@ -44,52 +35,20 @@ const provider = (instanceId = 'test') =>
     stateDir,
     imagesDir: IMAGES_DIR,
     instanceId,
-    libvirtUri: uri,
+    libvirtUri: libvirtd.uri,
     vagrantfile: PROJECT_VAGRANTFILE,
     sshPorts: { from: 42200, to: 42299 },
     network: (pool) => networks[pool] ?? { mode: 'restricted', forwards: [] },
   });
 
-const virsh = (...args: string[]) => execFileSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
-const domains = () =>
-  virsh('list', '--all', '--name')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-/** Processes in our libvirtd's mount namespace (QEMU included): never another test's. */
-const inOurNamespace = (ns: string): number[] =>
-  readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readlinkSync(`/proc/${p}/ns/mnt`) === ns;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-const ourNamespace = () => readFileSync(path.join(libvirtDir, 'ns.mnt'), 'utf8').trim();
-// Other test files name their QEMU VMs alike (`hatchery-contract-a`): only ours count.
-const qemuOf = (name: string) => {
-  const ours = new Set(inOurNamespace(ourNamespace()));
-  return pidsWithArg(`guest=${name},`).filter((pid) => ours.has(pid));
-};
-
 before(() => {
-  uri = execFileSync(LIBVIRT_SH, ['start', libvirtDir], { encoding: 'utf8' }).trim();
+  libvirtd = PrivateLibvirtd.start(path.join(root, 'libvirt'));
 });
 
 after(() => {
-  const ns = ourNamespace();
-  const libvirtd = Number(readFileSync(path.join(libvirtDir, 'ns.pid'), 'utf8'));
-  const left = existsSync(path.join(libvirtDir, 'run', 'libvirt-sock')) ? domains() : [];
-  execFileSync(LIBVIRT_SH, ['stop', libvirtDir]);
-  const survivors = inOurNamespace(ns);
-  killAll(survivors); // only processes of our namespace: libvirtd and the QEMUs it started
+  const left = libvirtd.stop();
   rmSync(root, { recursive: true, force: true });
-  assert.deepEqual(left, [], 'domains left after the tests');
-  assert.deepEqual(survivors, [], "processes (libvirtd, QEMU) left in libvirtd's namespace");
-  assert.equal(existsSync(`/proc/${libvirtd}`), false, 'libvirtd still runs');
+  assert.deepEqual(left, { domains: [], survivors: [], libvirtd: [] }, 'left in the private libvirtd');
   assert.equal(existsSync(root), false);
 });
 
@@ -97,18 +56,12 @@ after(() => {
 async function traces(name: string): Promise<string[]> {
   const out: string[] = [];
   if (existsSync(path.join(stateDir, name))) out.push(`project dir ${name}`);
-  if (domains().includes(name)) out.push(`domain ${name}`);
-  if (virsh('vol-list', 'default').includes(`${name}.img`)) out.push(`volume ${name}.img`);
-  for (const pid of qemuOf(name)) out.push(`qemu pid ${pid}`);
+  if (libvirtd.domains().includes(name)) out.push(`domain ${name}`);
+  if (libvirtd.volumes().includes(`${name}.img`)) out.push(`volume ${name}.img`);
+  for (const pid of libvirtd.qemu(name)) out.push(`qemu pid ${pid}`);
   // vagrant, ssh … started in the project dir (a killed command's children included).
   const dir = path.join(stateDir, name);
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readlinkSync(`/proc/${pid}/cwd`).startsWith(dir)) out.push(`process ${pid} in ${dir}`);
-    } catch {
-      /* gone, or not ours to read */
-    }
-  }
+  for (const pid of processesIn(dir)) out.push(`process ${pid} in ${dir}`);
   return out;
 }
 
@@ -143,7 +96,7 @@ defineProviderContract('vagrant', async () => ({
     },
     {
       what: 'once libvirt has its domain, while `vagrant up` waits for it',
-      reached: async (name) => domains().includes(name),
+      reached: async (name) => libvirtd.domains().includes(name),
     },
   ],
   cleanup: async () => undefined,
@@ -206,7 +159,7 @@ async function until<T>(what: string, timeoutMs: number, probe: () => T | undefi
 
 describe('vagrant provider', () => {
   it('scripts/libvirt.sh passes shellcheck', () => {
-    execFileSync('shellcheck', ['-s', 'sh', LIBVIRT_SH]); // throws with its findings
+    PrivateLibvirtd.shellcheck();
   });
 
   const open = 'hatchery-vagrant-open';
@@ -220,9 +173,12 @@ describe('vagrant provider', () => {
 
   after(async () => {
     const p = provider();
-    for (const n of [open, restricted]) await p.destroy(n).catch(() => undefined);
-    for (const n of [open, restricted]) assert.deepEqual(await traces(n), [], `${n} left traces`);
-    await standIn?.close();
+    try {
+      for (const n of [open, restricted]) await p.destroy(n).catch(() => undefined);
+      for (const n of [open, restricted]) assert.deepEqual(await traces(n), [], `${n} left traces`);
+    } finally {
+      await standIn?.close(); // else the process outlives a failed check
+    }
   });
 
   it('runs bootstrap/linux.sh in two VMs brought up in parallel; both report over HTTP to the host', async () => {
@@ -296,24 +252,7 @@ describe('vagrant provider', () => {
     // Injected into this VM's copy of the Vagrantfile: a second before-destroy trigger, run
     // after the teardown one, that fails the first time.
     const project = path.join(stateDir, open);
-    appendFileSync(path.join(project, '.hatchery', 'fail-destroy-once'), '');
-    appendFileSync(
-      path.join(project, 'Vagrantfile'),
-      `
-Vagrant.configure("2") do |config|
-  config.trigger.before :destroy do |t|
-    t.name = "test: fail once"
-    t.ruby do |_env, _machine|
-      marker = File.join(__dir__, ".hatchery", "fail-destroy-once")
-      if File.exist?(marker)
-        File.delete(marker)
-        raise "injected destroy failure"
-      end
-    end
-  end
-end
-`,
-    );
+    failNextDestroy(project);
     const p = provider();
     const failed = await p.destroy(open).then(
       () => null,
@@ -328,9 +267,9 @@ end
     await p.destroy(open);
     assert.deepEqual(await traces(open), []);
     const log = (await p.console(open)) ?? '';
-    assert.equal(log.split('\n').filter((l) => l.includes(`HATCHERY_TEARDOWN ${open}`)).length, 1, log);
+    assert.equal(teardownMarks(log, open), 1, log);
     // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel,
-    // and the guest said it powers off.
+    // and the guest's last word on it before it powers off.
     assert.deepEqual(standIn.events.get(tokens[open]!), [
       'booted',
       'registered',
@@ -351,7 +290,7 @@ end
       stateDir,
       imagesDir: IMAGES_DIR,
       instanceId: 'test',
-      libvirtUri: uri,
+      libvirtUri: libvirtd.uri,
       vagrantfile: PROJECT_VAGRANTFILE,
       sshPorts: { from: 42200, to: 42299 },
       // Whenever it lands (Ruby starting, the domain being defined, the guest booting), the

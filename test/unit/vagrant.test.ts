@@ -1,7 +1,9 @@
 // The vagrant provider's pure parts: Vagrant's machine-readable output, how a failure is
-// described and classified, libvirt's domain list, the environment handed to Vagrant, SSH ports.
+// described and classified, libvirt's domain list, the environment handed to Vagrant, SSH ports,
+// and the processes a dead service left in a project dir.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +17,7 @@ import {
 } from '../../src/providers/vagrant/cli.ts';
 import { parseDomainList } from '../../src/providers/vagrant/libvirt.ts';
 import { parsePortRange, PortAllocator } from '../../src/providers/vagrant/ports.ts';
+import { endStrays, processesIn } from '../../src/providers/vagrant/strays.ts';
 import { vagrantEnv, type Meta } from '../../src/providers/vagrant/project.ts';
 
 describe('vagrant machine-readable output', () => {
@@ -227,5 +230,48 @@ describe('runVagrant', () => {
     assert.ok(err instanceof ProviderError);
     assert.equal(err.retryable, false);
     assert.match(err.message, /install the Debian packages vagrant vagrant-libvirt/);
+  });
+});
+
+// What a killed service leaves in a project dir: its `vagrant` commands (own process groups,
+// so they outlive it), possibly stopped. `sleep` stands in for them: real processes, real /proc.
+describe('endStrays', () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'hatchery-strays-'));
+  const project = path.join(root, 'hatchery-a');
+  const sub = path.join(project, '.vagrant');
+  const other = path.join(root, 'hatchery-ab'); // a name sharing a prefix: not in the project
+  for (const d of [sub, other]) mkdirSync(d, { recursive: true });
+  const started: number[] = [];
+  const sleeper = (cwd: string): number => {
+    const child = spawn('sleep', ['300'], { cwd, detached: true, stdio: 'ignore' });
+    child.unref();
+    started.push(child.pid!);
+    return child.pid!;
+  };
+  after(() => {
+    for (const pid of started) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* ended by the test */
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('ends every process working in the project dir, a stopped one too, and nothing else', async () => {
+    const inProject = sleeper(project);
+    const stopped = sleeper(sub);
+    process.kill(stopped, 'SIGSTOP'); // ignores SIGTERM until continued
+    const elsewhere = sleeper(other);
+    const until = Date.now() + 10_000;
+    while (processesIn(project).length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(processesIn(project).sort(), [inProject, stopped].sort());
+
+    const ended = await endStrays(project);
+    assert.deepEqual(ended.sort(), [inProject, stopped].sort());
+    assert.deepEqual(processesIn(project), []);
+    assert.deepEqual(processesIn(other), [elsewhere], 'a process outside the project dir is left alone');
+    assert.deepEqual(await endStrays(project), [], 'nothing to end: nothing ended');
   });
 });

@@ -71,7 +71,7 @@ export const vagrantKind = defineProviderKind<VagrantSettings, VagrantPoolSettin
         statusMs: settings.status_timeout * 1000,
       },
       keepConsoleLogs: settings.keep_console_logs,
-      onEvent: (fields, message) => deps.log.info({ provider: deps.name, ...fields }, message),
+      onEvent: (fields, message) => deps.log.info(fields, message), // its logger names the provider
     });
   },
 });

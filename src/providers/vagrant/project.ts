@@ -13,6 +13,11 @@ export interface ProjectFiles {
   bootstrap: string;
   guestConfig: string;
   console: string;
+  /**
+   * Written by the provider once `vagrant up` succeeded: the VM booted and was provisioned.
+   * A project without it is a create that never finished (the service died during `up`).
+   */
+  upDone: string;
   /** Written by vagrant-libvirt once the domain exists: its UUID. */
   machineId: string;
 }
@@ -28,6 +33,7 @@ export function projectFiles(stateDir: string, name: string): ProjectFiles {
     bootstrap: path.join(state, 'bootstrap.sh'),
     guestConfig: path.join(state, 'guest-config'),
     console: path.join(state, 'console.log'),
+    upDone: path.join(state, 'up-done'),
     machineId: path.join(dir, '.vagrant', 'machines', name, 'libvirt', 'id'),
   };
 }

@@ -2,7 +2,9 @@
 // the project's Vagrantfile on vagrant-libvirt (docs/providers.md, docs/adr/2026-12-02-vagrant-
 // provider.md). The project dirs are the provider's only state: after a restart list() finds
 // every VM of this installation there (ownership: the instance id in .hatchery/meta.json).
-// Commands for one VM run one at a time, in the order they were asked for.
+// Commands for one VM run one at a time, in the order they were asked for. A VM counts as
+// created once its `vagrant up` succeeded (.hatchery/up-done): one whose `up` was cut short by
+// the service's death is never adopted, but destroyed and created again (strays.ts).
 import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isVmName } from '../../core/naming.ts';
@@ -13,6 +15,7 @@ import { machineState, runVagrant, type RunResult } from './cli.ts';
 import { keepConsole, keptConsole, readTail } from './consoles.ts';
 import { domainStates, hasBoxVolume, removeDomain } from './libvirt.ts';
 import { PortAllocator, type PortRange } from './ports.ts';
+import { endStrays } from './strays.ts';
 import {
   projectFiles,
   readMeta,
@@ -52,6 +55,8 @@ const PORT_ATTEMPTS = 3;
 
 export class VagrantProvider implements Provider {
   readonly kind = 'vagrant';
+  /** `vagrant destroy` runs the teardown trigger of the project's Vagrantfile. */
+  readonly destroyRunsTeardown = true;
   private readonly vagrantHome: string;
   private readonly ports: PortAllocator;
   private readonly queues = new Map<string, Promise<unknown>>();
@@ -217,9 +222,11 @@ export class VagrantProvider implements Provider {
         false,
       );
     if (existing) {
-      const state = await this.vagrantState(existing, signal).catch(() => null);
+      const up = await this.upDone(spec.name);
+      const state = up ? await this.vagrantState(existing, signal).catch(() => null) : null;
       if (state === 'running') return this.info(existing, 'running');
-      // A leftover of an interrupted create, or a VM that powered off: start over.
+      // A create interrupted during `vagrant up` (its guest may be running, never provisioned),
+      // or a VM that powered off: start over.
       await this.destroyNow(spec.name);
     }
 
@@ -268,6 +275,7 @@ export class VagrantProvider implements Provider {
         );
         // The guest has its config; the one-shot JIT config it may hold has no business on disk.
         await rm(files.guestConfig, { force: true });
+        await writeFile(files.upDone, `${new Date().toISOString()}\n`, { mode: 0o600 });
         this.event({ vm: spec.name, ms: Date.now() - started }, 'vagrant up done');
         return this.info(meta, 'running');
       } catch (e) {
@@ -319,6 +327,11 @@ export class VagrantProvider implements Provider {
     }
     if (meta.instanceId !== this.opts.instanceId)
       throw new ProviderError(`VM ${name} belongs to another installation (${meta.instanceId})`, false);
+    // A `vagrant` command a dead service left running here holds the machine's lock, and an
+    // `up` would go on provisioning the guest: none of ours runs now (serial), so it is a stray.
+    const strays = await endStrays(files.dir);
+    if (strays.length > 0)
+      this.event({ vm: name, pids: strays }, 'ended vagrant processes a dead service left');
     if (await stat(files.machineId).catch(() => null)) {
       await this.vagrant(name, ['destroy', '-f'], meta, this.opts.timeouts?.destroyMs ?? 300_000, signal);
     }
@@ -327,19 +340,30 @@ export class VagrantProvider implements Provider {
     await rm(files.dir, { recursive: true, force: true });
   }
 
+  /**
+   * `running` when the domain runs and its `vagrant up` succeeded; a VM whose `up` never
+   * finished counts as stopped: it exists, but was never handed over, so nothing may adopt it.
+   */
   async list(): Promise<VmInfo[]> {
     const metas = await this.ourMetas();
     if (metas.length === 0) return [];
     const domains = await domainStates(this.opts.libvirtUri);
-    return metas.map((m) => this.info(m, domains.get(m.name) === 'running' ? 'running' : 'stopped'));
+    return Promise.all(metas.map(async (m) => this.info(m, await this.status(m.name, domains))));
   }
 
   async get(name: string): Promise<VmInfo | null> {
     this.checkName(name);
     const meta = await readMeta(projectFiles(this.opts.stateDir, name).meta);
     if (!meta || meta.instanceId !== this.opts.instanceId) return null;
-    const domains = await domainStates(this.opts.libvirtUri);
-    return this.info(meta, domains.get(name) === 'running' ? 'running' : 'stopped');
+    return this.info(meta, await this.status(name, await domainStates(this.opts.libvirtUri)));
+  }
+
+  private async status(name: string, domains: Map<string, string>): Promise<VmInfo['status']> {
+    return domains.get(name) === 'running' && (await this.upDone(name)) ? 'running' : 'stopped';
+  }
+
+  private async upDone(name: string): Promise<boolean> {
+    return (await stat(projectFiles(this.opts.stateDir, name).upDone).catch(() => null)) !== null;
   }
 
   async console(name: string): Promise<string | null> {
