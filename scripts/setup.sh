@@ -5,8 +5,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # curl, jq: the workflow test runs workflows/three-job.yml as GitHub-hosted runners would.
-# shellcheck: the bootstrap and packer scripts are linted in the tests.
-PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck"
+# The tests lint the bootstrap and packer scripts with shellcheck.
+# debootstrap, openssh-client: packer/debian-runner/build.sh (the Debian runner image's e2e test).
+PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck debootstrap openssh-client"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
