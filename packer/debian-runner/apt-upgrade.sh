@@ -5,7 +5,8 @@
 # native speed, where the upgrade itself happens), and provision.sh in the Packer build VM
 # (under TCG: mostly `apt-get update` with nothing left to upgrade, unless the base was made
 # earlier and reused, when it brings that base up to date). Either way the image ends with
-# these sources and the mirrors' packages.
+# these sources and the mirrors' packages. HATCHERY_APT_UPGRADE=0 writes the sources only
+# (build.sh: its base was upgraded from the same mirrors minutes before).
 #
 #   HATCHERY_MIRROR=http://… HATCHERY_SECURITY_MIRROR=http://… sh apt-upgrade.sh
 set -eu
@@ -35,6 +36,10 @@ Suites: $codename-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
+if [ "${HATCHERY_APT_UPGRADE:-1}" = 0 ]; then
+  echo "apt-upgrade: sources written; no upgrade (HATCHERY_APT_UPGRADE=0)"
+  exit 0
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt_get() {

@@ -119,6 +119,7 @@ echo "==> base ready in $(($(date +%s) - started)) s"
 if ! (cd "$TMP" && PACKER_CACHE_DIR=$TMP/packer_cache CHECKPOINT_DISABLE=1 packer build -color=false -timestamp-ui \
   -var "base_dir=$TMP/base" -var "output_dir=$DEST" -var "inputs_hash=$HASH" \
   -var "mirror=$MIRROR" -var "security_mirror=$SECURITY_MIRROR" -var "bootstrap=$BOOTSTRAP" \
+  -var apt_upgrade=false \
   -var "accelerator=$ACCELERATOR" -var "console_log=$TMP/console.log" \
   "$HERE/debian-runner.pkr.hcl"); then
   echo "build: packer build failed; the build VM's console said, last:" >&2

@@ -36,6 +36,12 @@ variable "security_mirror" {
   description = "Debian security mirror for <suite>-security."
 }
 
+variable "apt_upgrade" {
+  type        = bool
+  default     = true
+  description = "Upgrade from the mirrors in the build VM (under TCG: minutes). build.sh sets false: its base was upgraded from the same mirrors minutes before."
+}
+
 variable "console_log" {
   type        = string
   default     = ""
@@ -142,6 +148,7 @@ build {
     environment_vars = [
       "HATCHERY_MIRROR=${var.mirror}",
       "HATCHERY_SECURITY_MIRROR=${var.security_mirror}",
+      "HATCHERY_APT_UPGRADE=${var.apt_upgrade ? 1 : 0}",
     ]
     execute_command = "{{ .Vars }} sh -eu '{{ .Path }}'"
   }

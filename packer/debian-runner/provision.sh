@@ -2,12 +2,13 @@
 # Runs inside the build VM (as root, over SSH): apt sources and upgrade (apt-upgrade.sh), then
 # the Hatchery bootstrap and its unit. The only network access is to the mirrors (the build
 # VM's slirp NAT). Environment (from the template's variables): HATCHERY_MIRROR,
-# HATCHERY_SECURITY_MIRROR.
+# HATCHERY_SECURITY_MIRROR, HATCHERY_APT_UPGRADE.
 set -eu
 src=/tmp/hatchery
 
 # The apt sources from the template's mirror variables, and Debian's latest packages (the base
-# was upgraded when it was made; this catches up a base made earlier).
+# was upgraded when it was made; this catches up a base made earlier) unless the template's
+# apt_upgrade is false.
 sh "$src/apt-upgrade.sh"
 
 install -D -m 0755 "$src/linux.sh" /usr/local/lib/hatchery/linux.sh
