@@ -100,13 +100,18 @@ async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<n
   return registered - started;
 }
 
-async function hatcheryBoot(stack: Stack, round: number): Promise<{ ms: number; name: string }> {
+/** A signed create for one VM of the pool with `label` → its runner online (the long-poll), then destroyed. */
+export async function hatcheryBoot(
+  stack: Stack,
+  round: number,
+  label = 'linux',
+): Promise<{ ms: number; name: string }> {
   const body = {
     action: 'create',
     repository: REPO,
     run_id: 1000 + round,
     run_attempt: 1,
-    labels: ['linux'],
+    labels: [label],
   };
   const started = performance.now();
   const created = await stack.client.control(body);
@@ -116,7 +121,7 @@ async function hatcheryBoot(stack: Stack, round: number): Promise<{ ms: number; 
   const ms = performance.now() - started;
   if (ready.status !== 200) throw new Error(`not ready: ${ready.status} ${JSON.stringify(ready.json)}`);
   await stack.client.control({ ...body, action: 'destroy' });
-  await stack.waitState(name, ['destroyed'], 60_000);
+  await stack.waitState(name, ['destroyed'], 180_000); // a systemd guest takes a while to stop
   return { ms, name };
 }
 

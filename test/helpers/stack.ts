@@ -37,6 +37,10 @@ export interface PoolSpec {
   labels: string[];
   /** Where the guest's 10.0.2.100:80 leads; default the stand-in GitHub. */
   forwardTo?: string;
+  /** An image name: `tiny` (default) or a directory under the images dir. */
+  image?: string;
+  /** MiB; default 256 (enough for the tiny guest). */
+  memory?: number;
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
 }
@@ -92,7 +96,8 @@ export class StackFiles {
     const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => ({
       name: p.name,
       labels: p.labels,
-      memory: 256,
+      ...(p.image ? { image: p.image } : {}),
+      memory: p.memory ?? 256,
       max_vms: p.max_vms ?? 4,
       forwards: [{ guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost }],
       timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
