@@ -117,7 +117,12 @@ export async function hatcheryBoot(
   const created = await stack.client.control(body);
   if (created.status !== 202) throw new Error(`create: ${created.status} ${JSON.stringify(created.json)}`);
   const name = created.json.vms[0]!.name;
-  const ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=300`);
+  // Repeated on 408 as the workflow's curl --retry does (a Debian guest on a busy host can take
+  // minutes), each poll under fetch's 300 s limit on a reply.
+  let ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=240`);
+  for (let polls = 1; ready.status === 408 && polls < 4; polls++) {
+    ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=240`);
+  }
   const ms = performance.now() - started;
   if (ready.status !== 200) throw new Error(`not ready: ${ready.status} ${JSON.stringify(ready.json)}`);
   await stack.client.control({ ...body, action: 'destroy' });
