@@ -389,253 +389,255 @@ function linkToolset(bin: string, debian: boolean): void {
   symlinkSync(DASH, path.join(bin, 'sh'));
 }
 
-for (const toolset of TOOLSETS) {
-  describe(`stand-in runner: ${toolset.name}`, () => {
-    let fake: FakeGitHub;
-    let work: string;
-    let bin: string;
-    const started: ChildProcess[] = [];
+type Toolset = (typeof TOOLSETS)[number];
 
-    before(async () => {
-      fake = await FakeGitHub.start({ repositories: ['octo/app', 'octo/cfg'] });
-      work = mkdtempSync(path.join(tmpdir(), 'fake-github-test-'));
-      bin = path.join(work, 'bin');
-      linkToolset(bin, toolset.debian);
-    });
+function standInRunner(toolset: Toolset): void {
+  let fake: FakeGitHub;
+  let work: string;
+  let bin: string;
+  const started: ChildProcess[] = [];
 
-    after(async () => {
-      for (const p of started) {
-        try {
-          process.kill(-p.pid!, 'SIGKILL'); // its process group: the runner and whatever it started
-        } catch {
-          /* already gone */
-        }
-      }
-      // busybox `timeout` daemonizes its watcher (own session): found by the temp dir in its argv.
-      killAll(pidsWithArg(work));
-      await fake.close();
-      rmSync(work, { recursive: true, force: true });
-    });
-
-    /** Downloads the tarball from the fake, checks its sha256, unpacks it with busybox tar. */
-    async function install(name: string): Promise<string> {
-      const res = await fetch(fake.url + fake.runnerTarball.urlPath);
-      assert.equal(res.status, 200);
-      const data = Buffer.from(await res.arrayBuffer());
-      assert.equal(data.length, fake.runnerTarball.size);
-      assert.equal(createHash('sha256').update(data).digest('hex'), fake.runnerTarball.sha256);
-      const dir = path.join(work, name);
-      execFileSync(BUSYBOX, ['mkdir', '-p', dir]);
-      writeFileSync(path.join(dir, 'runner.tar.gz'), data);
-      execFileSync(BUSYBOX, ['tar', '-xzf', 'runner.tar.gz'], { cwd: dir });
-      return dir;
-    }
-
-    function run(dir: string, script: string, args: string[]): RunnerProcess {
-      const proc = spawn(toolset.sh[0], [...toolset.sh.slice(1), script, ...args], {
-        cwd: dir,
-        env: { PATH: bin, HOME: dir, TMPDIR: work },
-        detached: true, // own process group, as the bootstrap starts it
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      started.push(proc);
-      let out = '';
-      proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
-      return { proc, output: () => out, exited };
-    }
-
-    it('the tarball is deterministic and holds run.sh, config.sh, http.sh and VERSION', async () => {
-      const again = await FakeGitHub.start();
-      try {
-        assert.equal(again.runnerTarball.sha256, fake.runnerTarball.sha256);
-      } finally {
-        await again.close();
-      }
-      const dir = await install('listing');
-      const listing = execFileSync(BUSYBOX, ['tar', '-tvzf', 'runner.tar.gz'], { cwd: dir }).toString();
-      assert.match(listing, /^-rw-r--r-- root\/root\s+8 2024-01-01 00:00:00 VERSION$/m);
-      assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 config\.sh$/m);
-      assert.match(listing, /^-rw-r--r-- root\/root\s+\d+ 2024-01-01 00:00:00 http\.sh$/m);
-      assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 run\.sh$/m);
-      assert.equal(readFileSync(path.join(dir, 'VERSION'), 'utf8'), '2.999.0\n');
-    });
-
-    it('run.sh --jitconfig: goes online, takes the matching job, reports it, is removed', async () => {
-      const dir = await install('jit');
-      const jit = await generateJit(fake, 'octo/app', 'vm-jit', ['hatchery-vm-jit']);
-      const unmatched = fake.queueJob({
-        repository: 'octo/app',
-        labels: ['self-hosted', 'gpu'],
-        name: 'needs a gpu',
-      });
-      const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
-      const online = await fake.waitForRunner((r) => r.name === 'vm-jit' && r.status === 'online', {
-        timeoutMs: 10_000,
-      });
-      assert.equal(online.version, '2.999.0');
-      assert.equal(online.busy, false);
-
-      const gate = path.join(work, 'jit-gate');
-      const job = fake.queueJob({
-        repository: 'octo/app',
-        labels: ['self-hosted', 'Hatchery-VM-JIT'], // labels match case-insensitively
-        name: 'build',
-        script: `echo "hello from $GITHUB_REPOSITORY"; echo oops >&2; while [ ! -e '${gate}' ]; do sleep 0.05; done; pwd`,
-      });
-      await fake.waitForRunner((r) => r.name === 'vm-jit' && r.busy, { timeoutMs: 10_000 });
-      // A runner that is running a job cannot be deleted.
-      const busy = await gh(fake, 'DELETE', `/repos/octo/app/actions/runners/${jit.runner.id}`);
-      assert.equal(busy.status, 422);
-      assert.match((busy.body as { message: string }).message, /still running a job/);
-      writeFileSync(gate, '');
-
-      const done = await fake.waitForJob(job.id, { timeoutMs: 10_000 });
-      assert.equal(await runner.exited, 0, runner.output());
-      assert.equal(done.conclusion, 'success');
-      assert.equal(done.exitCode, 0);
-      assert.equal(done.runnerName, 'vm-jit');
-      assert.equal(done.output, `hello from octo/app\noops\n${dir}/_work\n`);
-      assert.ok(done.startedAt && done.completedAt && done.completedAt >= done.startedAt);
-
-      const out = runner.output();
-      const lines = [
-        /^√ Connected to GitHub$/m,
-        /^Current runner version: '2\.999\.0'$/m,
-        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Listening for Jobs$/m,
-        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Running job: build$/m,
-        /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Job build completed with result: Succeeded$/m,
-      ];
-      for (const l of lines) assert.match(out, l);
-      assert.ok(!out.includes(jit.encoded_jit_config), 'the runner never prints its JIT config');
-
-      // Ephemeral: GitHub removes it after its job; the job nobody can take stays queued.
-      assert.deepEqual(fake.runners('octo/app'), []);
-      assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.status, 'queued');
-      assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.runnerName, null);
-      assert.deepEqual(takeViolations(fake), []);
-    });
-
-    it('run.sh stops on SIGINT: disconnects (the ephemeral runner is removed) and exits 130', async () => {
-      const dir = await install('sigint');
-      const jit = await generateJit(fake, 'octo/app', 'vm-int', ['vm-int']);
-      const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
-      await fake.waitForRunner((r) => r.name === 'vm-int' && r.status === 'online', { timeoutMs: 10_000 });
-      await new Promise((r) => setTimeout(r, 200)); // let it settle into its long poll
-      process.kill(-runner.proc.pid!, 'SIGINT');
-      assert.equal(await runner.exited, 130, runner.output());
-      assert.match(runner.output(), /^Exiting\.\.\.$/m);
-      assert.equal(fake.runners('octo/app').filter((r) => r.name === 'vm-int').length, 0);
-      // Its JIT config is spent: a second start finds no registration.
-      const again = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
-      assert.equal(await again.exited, 1);
-      assert.match(again.output(), /registration has been deleted/);
-      assert.deepEqual(takeViolations(fake), []);
-    });
-
-    it('SIGINT during a job: the job is stopped and fails, the runner is removed', async () => {
-      const dir = await install('midjob');
-      const jit = await generateJit(fake, 'octo/app', 'vm-mid', ['vm-mid']);
-      const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
-      const marker = path.join(work, 'never-created');
-      const job = fake.queueJob({
-        repository: 'octo/app',
-        labels: ['vm-mid'],
-        name: 'forever',
-        script: `echo started; while [ ! -e '${marker}' ]; do sleep 0.05; done`,
-      });
-      await fake.waitForRunner((r) => r.name === 'vm-mid' && r.busy, { timeoutMs: 10_000 });
-      await new Promise((r) => setTimeout(r, 200));
-      process.kill(-runner.proc.pid!, 'SIGINT');
-      assert.equal(await runner.exited, 130, runner.output());
-      const done = await fake.waitForJob(job.id, { timeoutMs: 5_000 });
-      assert.equal(done.conclusion, 'failure');
-      assert.match(done.output, /the runner disconnected during its job/);
-      assert.equal(fake.runners('octo/app').filter((r) => r.name === 'vm-mid').length, 0);
-      // The job ran in its own session and was stopped with the runner.
-      await new Promise((r) => setTimeout(r, 100));
-      assert.deepEqual(pidsWithArg(marker), []);
-      assert.deepEqual(takeViolations(fake), []);
-    });
-
-    it('a runner that vanishes (SIGKILL) is lost after runnerLostAfterMs and, being ephemeral, removed', async () => {
-      const lossy = await FakeGitHub.start({ runnerLostAfterMs: 500 });
-      try {
-        const dir = await install('lost');
-        const jit = await generateJit(lossy, 'octo/app', 'vm-lost', ['x']);
-        const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
-        await lossy.waitForRunner((r) => r.status === 'online', { timeoutMs: 10_000 });
-        process.kill(-runner.proc.pid!, 'SIGKILL');
-        await runner.exited;
-        assert.equal(lossy.runners().length, 1);
-        await lossy.waitUntil(() => lossy.runners().length === 0, { timeoutMs: 5_000 });
-        assert.deepEqual(lossy.violations, []);
-      } finally {
-        await lossy.close();
-      }
-    });
-
-    it('config.sh + run.sh: a persistent runner takes several jobs, then config.sh remove', async () => {
-      const dir = await install('cfg');
-      const reg = await gh(fake, 'POST', '/repos/octo/cfg/actions/runners/registration-token');
-      const { token } = reg.body as { token: string };
-      const cfg = run(dir, 'config.sh', [
-        '--url',
-        `${fake.url}/octo/cfg`,
-        '--token',
-        token,
-        '--name',
-        'persistent',
-        '--labels',
-        'big,fast',
-        '--unattended',
-      ]);
-      assert.equal(await cfg.exited, 0, cfg.output());
-      assert.match(cfg.output(), /√ Settings Saved\./);
-      assert.ok(existsSync(path.join(dir, '.runner')));
-      const dup = run(dir, 'config.sh', ['--url', `${fake.url}/octo/cfg`, '--token', token]);
-      assert.equal(await dup.exited, 1, 'already configured');
-
-      const runner = run(dir, 'run.sh', []);
-      await fake.waitForRunner((r) => r.name === 'persistent' && r.status === 'online', {
-        timeoutMs: 10_000,
-      });
-      const failing = fake.queueJob({
-        repository: 'octo/cfg',
-        labels: ['big'],
-        name: 'lint',
-        script: 'echo bad; exit 3',
-      });
-      assert.equal((await fake.waitForJob(failing.id, { timeoutMs: 10_000 })).conclusion, 'failure');
-      const ok = fake.queueJob({ repository: 'octo/cfg', labels: ['fast', 'linux'], name: 'test' });
-      const okDone = await fake.waitForJob(ok.id, { timeoutMs: 10_000 });
-      assert.equal(okDone.conclusion, 'success');
-      assert.equal(okDone.output, 'Hello from the stand-in runner\n');
-      assert.equal(fake.job(failing.id)?.exitCode, 3);
-      assert.equal(fake.job(failing.id)?.output, 'bad\n');
-      const [still] = fake.runners('octo/cfg');
-      assert.equal(still?.ephemeral, false);
-      assert.match(runner.output(), /Job lint completed with result: Failed/);
-      await waitForOutput(runner, /Job test completed with result: Succeeded/);
-      assert.equal(fake.runners('octo/cfg')[0]?.busy, false);
-
-      process.kill(-runner.proc.pid!, 'SIGTERM');
-      assert.equal(await runner.exited, 143, runner.output());
-      assert.equal(fake.runners('octo/cfg')[0]?.status, 'offline');
-
-      const rm = await gh(fake, 'POST', '/repos/octo/cfg/actions/runners/remove-token');
-      const remove = run(dir, 'config.sh', ['remove', '--token', (rm.body as { token: string }).token]);
-      assert.equal(await remove.exited, 0, remove.output());
-      assert.deepEqual(fake.runners('octo/cfg'), []);
-      assert.ok(!existsSync(path.join(dir, '.runner')));
-      assert.deepEqual(takeViolations(fake), []);
-    });
-
-    it('answers 404 for repositories that do not exist when a list is configured', async () => {
-      const r = await gh(fake, 'GET', '/repos/octo/unknown/actions/runners');
-      assert.equal(r.status, 404);
-      assert.deepEqual(takeViolations(fake), []);
-    });
+  before(async () => {
+    fake = await FakeGitHub.start({ repositories: ['octo/app', 'octo/cfg'] });
+    work = mkdtempSync(path.join(tmpdir(), 'fake-github-test-'));
+    bin = path.join(work, 'bin');
+    linkToolset(bin, toolset.debian);
   });
+
+  after(async () => {
+    for (const p of started) {
+      try {
+        process.kill(-p.pid!, 'SIGKILL'); // its process group: the runner and whatever it started
+      } catch {
+        /* already gone */
+      }
+    }
+    // busybox `timeout` daemonizes its watcher (own session): found by the temp dir in its argv.
+    killAll(pidsWithArg(work));
+    await fake.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Downloads the tarball from the fake, checks its sha256, unpacks it with busybox tar. */
+  async function install(name: string): Promise<string> {
+    const res = await fetch(fake.url + fake.runnerTarball.urlPath);
+    assert.equal(res.status, 200);
+    const data = Buffer.from(await res.arrayBuffer());
+    assert.equal(data.length, fake.runnerTarball.size);
+    assert.equal(createHash('sha256').update(data).digest('hex'), fake.runnerTarball.sha256);
+    const dir = path.join(work, name);
+    execFileSync(BUSYBOX, ['mkdir', '-p', dir]);
+    writeFileSync(path.join(dir, 'runner.tar.gz'), data);
+    execFileSync(BUSYBOX, ['tar', '-xzf', 'runner.tar.gz'], { cwd: dir });
+    return dir;
+  }
+
+  function run(dir: string, script: string, args: string[]): RunnerProcess {
+    const proc = spawn(toolset.sh[0], [...toolset.sh.slice(1), script, ...args], {
+      cwd: dir,
+      env: { PATH: bin, HOME: dir, TMPDIR: work },
+      detached: true, // own process group, as the bootstrap starts it
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    started.push(proc);
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+    return { proc, output: () => out, exited };
+  }
+
+  it('the tarball is deterministic and holds run.sh, config.sh, http.sh and VERSION', async () => {
+    const again = await FakeGitHub.start();
+    try {
+      assert.equal(again.runnerTarball.sha256, fake.runnerTarball.sha256);
+    } finally {
+      await again.close();
+    }
+    const dir = await install('listing');
+    const listing = execFileSync(BUSYBOX, ['tar', '-tvzf', 'runner.tar.gz'], { cwd: dir }).toString();
+    assert.match(listing, /^-rw-r--r-- root\/root\s+8 2024-01-01 00:00:00 VERSION$/m);
+    assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 config\.sh$/m);
+    assert.match(listing, /^-rw-r--r-- root\/root\s+\d+ 2024-01-01 00:00:00 http\.sh$/m);
+    assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 run\.sh$/m);
+    assert.equal(readFileSync(path.join(dir, 'VERSION'), 'utf8'), '2.999.0\n');
+  });
+
+  it('run.sh --jitconfig: goes online, takes the matching job, reports it, is removed', async () => {
+    const dir = await install('jit');
+    const jit = await generateJit(fake, 'octo/app', 'vm-jit', ['hatchery-vm-jit']);
+    const unmatched = fake.queueJob({
+      repository: 'octo/app',
+      labels: ['self-hosted', 'gpu'],
+      name: 'needs a gpu',
+    });
+    const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
+    const online = await fake.waitForRunner((r) => r.name === 'vm-jit' && r.status === 'online', {
+      timeoutMs: 10_000,
+    });
+    assert.equal(online.version, '2.999.0');
+    assert.equal(online.busy, false);
+
+    const gate = path.join(work, 'jit-gate');
+    const job = fake.queueJob({
+      repository: 'octo/app',
+      labels: ['self-hosted', 'Hatchery-VM-JIT'], // labels match case-insensitively
+      name: 'build',
+      script: `echo "hello from $GITHUB_REPOSITORY"; echo oops >&2; while [ ! -e '${gate}' ]; do sleep 0.05; done; pwd`,
+    });
+    await fake.waitForRunner((r) => r.name === 'vm-jit' && r.busy, { timeoutMs: 10_000 });
+    // A runner that is running a job cannot be deleted.
+    const busy = await gh(fake, 'DELETE', `/repos/octo/app/actions/runners/${jit.runner.id}`);
+    assert.equal(busy.status, 422);
+    assert.match((busy.body as { message: string }).message, /still running a job/);
+    writeFileSync(gate, '');
+
+    const done = await fake.waitForJob(job.id, { timeoutMs: 10_000 });
+    assert.equal(await runner.exited, 0, runner.output());
+    assert.equal(done.conclusion, 'success');
+    assert.equal(done.exitCode, 0);
+    assert.equal(done.runnerName, 'vm-jit');
+    assert.equal(done.output, `hello from octo/app\noops\n${dir}/_work\n`);
+    assert.ok(done.startedAt && done.completedAt && done.completedAt >= done.startedAt);
+
+    const out = runner.output();
+    const lines = [
+      /^√ Connected to GitHub$/m,
+      /^Current runner version: '2\.999\.0'$/m,
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Listening for Jobs$/m,
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Running job: build$/m,
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: Job build completed with result: Succeeded$/m,
+    ];
+    for (const l of lines) assert.match(out, l);
+    assert.ok(!out.includes(jit.encoded_jit_config), 'the runner never prints its JIT config');
+
+    // Ephemeral: GitHub removes it after its job; the job nobody can take stays queued.
+    assert.deepEqual(fake.runners('octo/app'), []);
+    assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.status, 'queued');
+    assert.equal(fake.jobs().find((j) => j.id === unmatched.id)?.runnerName, null);
+    assert.deepEqual(takeViolations(fake), []);
+  });
+
+  it('run.sh stops on SIGINT: disconnects (the ephemeral runner is removed) and exits 130', async () => {
+    const dir = await install('sigint');
+    const jit = await generateJit(fake, 'octo/app', 'vm-int', ['vm-int']);
+    const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
+    await fake.waitForRunner((r) => r.name === 'vm-int' && r.status === 'online', { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 200)); // let it settle into its long poll
+    process.kill(-runner.proc.pid!, 'SIGINT');
+    assert.equal(await runner.exited, 130, runner.output());
+    assert.match(runner.output(), /^Exiting\.\.\.$/m);
+    assert.equal(fake.runners('octo/app').filter((r) => r.name === 'vm-int').length, 0);
+    // Its JIT config is spent: a second start finds no registration.
+    const again = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
+    assert.equal(await again.exited, 1);
+    assert.match(again.output(), /registration has been deleted/);
+    assert.deepEqual(takeViolations(fake), []);
+  });
+
+  it('SIGINT during a job: the job is stopped and fails, the runner is removed', async () => {
+    const dir = await install('midjob');
+    const jit = await generateJit(fake, 'octo/app', 'vm-mid', ['vm-mid']);
+    const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
+    const marker = path.join(work, 'never-created');
+    const job = fake.queueJob({
+      repository: 'octo/app',
+      labels: ['vm-mid'],
+      name: 'forever',
+      script: `echo started; while [ ! -e '${marker}' ]; do sleep 0.05; done`,
+    });
+    await fake.waitForRunner((r) => r.name === 'vm-mid' && r.busy, { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    process.kill(-runner.proc.pid!, 'SIGINT');
+    assert.equal(await runner.exited, 130, runner.output());
+    const done = await fake.waitForJob(job.id, { timeoutMs: 5_000 });
+    assert.equal(done.conclusion, 'failure');
+    assert.match(done.output, /the runner disconnected during its job/);
+    assert.equal(fake.runners('octo/app').filter((r) => r.name === 'vm-mid').length, 0);
+    // The job ran in its own session and was stopped with the runner.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(pidsWithArg(marker), []);
+    assert.deepEqual(takeViolations(fake), []);
+  });
+
+  it('a runner that vanishes (SIGKILL) is lost after runnerLostAfterMs and, being ephemeral, removed', async () => {
+    const lossy = await FakeGitHub.start({ runnerLostAfterMs: 500 });
+    try {
+      const dir = await install('lost');
+      const jit = await generateJit(lossy, 'octo/app', 'vm-lost', ['x']);
+      const runner = run(dir, 'run.sh', ['--jitconfig', jit.encoded_jit_config]);
+      await lossy.waitForRunner((r) => r.status === 'online', { timeoutMs: 10_000 });
+      process.kill(-runner.proc.pid!, 'SIGKILL');
+      await runner.exited;
+      assert.equal(lossy.runners().length, 1);
+      await lossy.waitUntil(() => lossy.runners().length === 0, { timeoutMs: 5_000 });
+      assert.deepEqual(lossy.violations, []);
+    } finally {
+      await lossy.close();
+    }
+  });
+
+  it('config.sh + run.sh: a persistent runner takes several jobs, then config.sh remove', async () => {
+    const dir = await install('cfg');
+    const reg = await gh(fake, 'POST', '/repos/octo/cfg/actions/runners/registration-token');
+    const { token } = reg.body as { token: string };
+    const cfg = run(dir, 'config.sh', [
+      '--url',
+      `${fake.url}/octo/cfg`,
+      '--token',
+      token,
+      '--name',
+      'persistent',
+      '--labels',
+      'big,fast',
+      '--unattended',
+    ]);
+    assert.equal(await cfg.exited, 0, cfg.output());
+    assert.match(cfg.output(), /√ Settings Saved\./);
+    assert.ok(existsSync(path.join(dir, '.runner')));
+    const dup = run(dir, 'config.sh', ['--url', `${fake.url}/octo/cfg`, '--token', token]);
+    assert.equal(await dup.exited, 1, 'already configured');
+
+    const runner = run(dir, 'run.sh', []);
+    await fake.waitForRunner((r) => r.name === 'persistent' && r.status === 'online', { timeoutMs: 10_000 });
+    const failing = fake.queueJob({
+      repository: 'octo/cfg',
+      labels: ['big'],
+      name: 'lint',
+      script: 'echo bad; exit 3',
+    });
+    assert.equal((await fake.waitForJob(failing.id, { timeoutMs: 10_000 })).conclusion, 'failure');
+    const ok = fake.queueJob({ repository: 'octo/cfg', labels: ['fast', 'linux'], name: 'test' });
+    const okDone = await fake.waitForJob(ok.id, { timeoutMs: 10_000 });
+    assert.equal(okDone.conclusion, 'success');
+    assert.equal(okDone.output, 'Hello from the stand-in runner\n');
+    assert.equal(fake.job(failing.id)?.exitCode, 3);
+    assert.equal(fake.job(failing.id)?.output, 'bad\n');
+    const [still] = fake.runners('octo/cfg');
+    assert.equal(still?.ephemeral, false);
+    assert.match(runner.output(), /Job lint completed with result: Failed/);
+    await waitForOutput(runner, /Job test completed with result: Succeeded/);
+    assert.equal(fake.runners('octo/cfg')[0]?.busy, false);
+
+    process.kill(-runner.proc.pid!, 'SIGTERM');
+    assert.equal(await runner.exited, 143, runner.output());
+    assert.equal(fake.runners('octo/cfg')[0]?.status, 'offline');
+
+    const rm = await gh(fake, 'POST', '/repos/octo/cfg/actions/runners/remove-token');
+    const remove = run(dir, 'config.sh', ['remove', '--token', (rm.body as { token: string }).token]);
+    assert.equal(await remove.exited, 0, remove.output());
+    assert.deepEqual(fake.runners('octo/cfg'), []);
+    assert.ok(!existsSync(path.join(dir, '.runner')));
+    assert.deepEqual(takeViolations(fake), []);
+  });
+
+  it('answers 404 for repositories that do not exist when a list is configured', async () => {
+    const r = await gh(fake, 'GET', '/repos/octo/unknown/actions/runners');
+    assert.equal(r.status, 404);
+    assert.deepEqual(takeViolations(fake), []);
+  });
+}
+
+for (const toolset of TOOLSETS) {
+  describe(`stand-in runner: ${toolset.name}`, () => standInRunner(toolset));
 }
