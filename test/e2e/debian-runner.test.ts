@@ -50,7 +50,7 @@ describe('debian-runner image (Packer): one lifecycle through Hatchery', () => {
 
   it('create → runner online → job → destroyed, nothing left', async (t) => {
     t.diagnostic(
-      `image ${image.name}: ${image.built ? 'built' : 'cached'} in ${(image.ms / 1000).toFixed(1)} s (log: ${image.log})`,
+      `image ${image.name}: ${image.built ? 'built' : 'cached'} in ${(image.ms / 1000).toFixed(1)} s`,
     );
     const body = { action: 'create', repository: REPO, run_id: 7006, run_attempt: 1, labels: [LABEL] };
     const started = performance.now();

@@ -3,7 +3,7 @@
 // input (template, scripts, files, bootstrap, settings) and rebuilds only when one changed, so
 // the ~4–5 min build runs once per change, not once per test run.
 import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +18,6 @@ export interface DebianImage {
   /** False when build.sh found the image of these inputs already complete. */
   built: boolean;
   ms: number;
-  /** build.sh's whole output (Packer's lines carry timestamps). */
-  log: string;
 }
 
 /** The name the image of the current inputs has (runs `build.sh --hash`: no build, no root). */
@@ -32,8 +30,8 @@ export function debianImageName(): string {
 /**
  * Builds the image unless it is already in the cache. `nice`: other work on a shared machine
  * goes first. debootstrap needs root: a non-root run asks `sudo -n` (scripts/test.sh's user
- * has sudo). The output goes to a log file, its `==>` lines to `onStep`, and its end, on
- * failure, into the error.
+ * has sudo). Its `==>` lines go to `onStep`; the whole output (Packer's lines carry timestamps)
+ * to a log file kept only when the build fails, whose end is then in the error.
  */
 export async function buildDebianImage(
   onStep: (line: string) => void = () => undefined,
@@ -60,8 +58,8 @@ export async function buildDebianImage(
       if (l.startsWith('==>')) onStep(l);
     }
   };
-  child.stdout.pipe(logStream);
-  child.stderr.pipe(logStream);
+  child.stdout.pipe(logStream, { end: false }); // ended below, once both streams are done
+  child.stderr.pipe(logStream, { end: false });
   child.stdout.on('data', take);
   child.stderr.on('data', take);
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -76,5 +74,6 @@ export async function buildDebianImage(
     );
   }
   const built = !lines.some((l) => l.includes(' is up to date '));
-  return { name, dir, built, ms, log };
+  rmSync(log, { force: true });
+  return { name, dir, built, ms };
 }
