@@ -106,23 +106,33 @@ async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<n
   return registered - started;
 }
 
-async function hatcheryBoot(stack: Stack, round: number): Promise<{ ms: number; name: string }> {
+/** A signed create for one VM of the pool with `label` → its runner online (the long-poll), then destroyed. */
+export async function hatcheryBoot(
+  stack: Stack,
+  round: number,
+  label = 'linux',
+): Promise<{ ms: number; name: string }> {
   const body = {
     action: 'create',
     repository: REPO,
     run_id: 1000 + round,
     run_attempt: 1,
-    labels: ['linux'],
+    labels: [label],
   };
   const started = performance.now();
   const created = await stack.client.control(body);
   if (created.status !== 202) throw new Error(`create: ${created.status} ${JSON.stringify(created.json)}`);
   const name = created.json.vms[0]!.name;
-  const ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=300`);
+  // Repeated on 408 as the workflow's curl --retry does (a Debian guest on a busy host can take
+  // minutes), each poll under fetch's 300 s limit on a reply.
+  let ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=240`);
+  for (let polls = 1; ready.status === 408 && polls < 4; polls++) {
+    ready = await stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=240`);
+  }
   const ms = performance.now() - started;
   if (ready.status !== 200) throw new Error(`not ready: ${ready.status} ${JSON.stringify(ready.json)}`);
   await stack.client.control({ ...body, action: 'destroy' });
-  await stack.waitState(name, ['destroyed'], 60_000);
+  await stack.waitState(name, ['destroyed'], 180_000); // a systemd guest takes a while to stop
   return { ms, name };
 }
 

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # curl, jq: the workflow test runs workflows/three-job.yml as GitHub-hosted runners would.
 # The tests lint the bootstrap and packer scripts with shellcheck.
-# vagrant … openssh-client: the vagrant provider (Vagrant on a private libvirtd, scripts/libvirt.sh;
+# vagrant … dropbear-bin: the vagrant provider (Vagrant on a private libvirtd, scripts/libvirt.sh;
 # its box adds dropbear and scp to the tiny guest). No daemon starts on install.
+# debootstrap, openssh-client: packer/debian-runner/build.sh (the Debian runner image's e2e test).
 PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck
-  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client"
+  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client debootstrap"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -6,20 +6,26 @@
 #   <out>/vmlinuz, <out>/initrd.img   the kernel and initramfs installed in it
 #   <out>/build-key     a fresh SSH key for Packer (root); seal.sh removes it from the image
 #
-#   sudo ./build-base.sh [out-dir]          (default output/base; ~1 min, needs root)
-# Environment: SUITE (bookworm), MIRROR (http://deb.debian.org/debian), SIZE (8G),
-# EXTRA_PACKAGES (added to the install).
+#   sudo ./build-base.sh [out-dir]          (default output/base; 1–2 min, needs root)
+# build.sh runs it for you. After debootstrap, apt-upgrade.sh upgrades the chroot from the
+# suite's -updates and -security (here, at the host's native speed: under TCG the same upgrade
+# took over ten minutes); the Packer build runs it again, which brings a reused base up to date.
+# Environment: SUITE (bookworm), MIRROR (http://deb.debian.org/debian), SECURITY_MIRROR
+# (http://deb.debian.org/debian-security), SIZE (8G), EXTRA_PACKAGES (added to the install).
 # Needs: debootstrap, e2fsprogs (mke2fs -d), qemu-utils, openssh-client (ssh-keygen).
 set -eu
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-output/base}
 SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SIZE=${SIZE:-8G}
 
 # The runner's own dependencies (its installdependencies.sh for Debian 12) and what
-# bootstrap/linux.sh uses, plus what a typical job expects (git, sudo, ca-certificates).
-PACKAGES="linux-image-amd64 systemd-sysv udev dbus kmod iproute2 openssh-server
+# bootstrap/linux.sh uses, plus what a typical job expects (git, sudo, ca-certificates). The
+# kernel comes later, from apt-upgrade.sh: the newest one at once, not one to upgrade.
+PACKAGES="systemd-sysv udev dbus kmod iproute2 openssh-server
 ca-certificates curl git sudo busybox procps less
 libicu72 libkrb5-3 zlib1g libssl3 liblttng-ust1 ${EXTRA_PACKAGES:-}"
 
@@ -36,24 +42,38 @@ OUT=$(cd "$OUT" && pwd)
 ROOT=$(mktemp -d "${TMPDIR:-/var/tmp}/hatchery-base.XXXXXX")
 cleanup() {
   for m in dev/pts dev proc sys; do umount "$ROOT/$m" 2>/dev/null || true; done
-  rm -rf "$ROOT" "$OUT/base.raw"
+  # --one-file-system: should an unmount have failed, never descend into the host's /proc.
+  rm -rf --one-file-system "$ROOT" "$OUT/base.raw"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 echo "==> debootstrap $SUITE (minbase) from $MIRROR"
 # shellcheck disable=SC2086 # split on purpose: one package per word
 INCLUDE=$(printf '%s,' $PACKAGES)
 debootstrap --variant=minbase --include="${INCLUDE%,}" "$SUITE" "$ROOT" "$MIRROR"
 
+echo "==> upgrading from $SUITE-updates and $SUITE-security (apt-upgrade.sh in the chroot)"
+cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" # the host's resolver, for this step only
+# No service starts in the chroot (an upgraded openssh-server would try).
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+cp "$HERE/apt-upgrade.sh" "$ROOT/tmp/apt-upgrade.sh"
+mount -t proc proc "$ROOT/proc"
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HATCHERY_MIRROR="$MIRROR" \
+  HATCHERY_SECURITY_MIRROR="$SECURITY_MIRROR" sh /tmp/apt-upgrade.sh
+umount "$ROOT/proc"
+rm -f "$ROOT/tmp/apt-upgrade.sh" "$ROOT/usr/sbin/policy-rc.d"
+
 echo "==> configuring"
 echo hatchery-runner >"$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\thatchery-runner\n' >"$ROOT/etc/hosts"
 printf '/dev/vda\t/\text4\tdefaults,noatime,discard\t0\t1\n' >"$ROOT/etc/fstab"
-cat >"$ROOT/etc/apt/sources.list" <<SOURCES
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb http://deb.debian.org/debian-security $SUITE-security main
-SOURCES
+# DNS through QEMU's user-mode network (slirp answers on 10.0.2.3 with the host's resolver),
+# the network of the Packer build and of Hatchery's QEMU VMs; never the build host's own
+# resolv.conf, which debootstrap copies in and which may point at the host's loopback.
+printf 'nameserver 10.0.2.3\n' >"$ROOT/etc/resolv.conf"
 # DHCP on the (slirp) network: the build's SSH needs it; a Hatchery VM's bootstrap may add
 # a static address on top (HATCHERY_NET), `ip addr replace` keeps that idempotent.
 mkdir -p "$ROOT/etc/systemd/network"
@@ -69,7 +89,9 @@ rm -f "$OUT/build-key" "$OUT/build-key.pub"
 ssh-keygen -q -t ed25519 -N '' -C hatchery-packer-build -f "$OUT/build-key"
 install -d -m 0700 "$ROOT/root/.ssh"
 install -m 0600 "$OUT/build-key.pub" "$ROOT/root/.ssh/authorized_keys"
-rm -rf "$ROOT/var/lib/apt/lists/"* "$ROOT/var/cache/apt/archives/"*.deb
+# The apt lists stay: the Packer build's `apt-get update` then fetches only what changed since
+# (seal.sh removes them from the image).
+rm -f "$ROOT/var/cache/apt/archives/"*.deb
 
 cp "$(readlink -f "$ROOT/vmlinuz")" "$OUT/vmlinuz"
 cp "$(readlink -f "$ROOT/initrd.img")" "$OUT/initrd.img"

@@ -57,6 +57,8 @@ export interface PoolSpec {
    * http://10.0.2.101 (a forward to the service's port), instead of QEMU's virtio-serial port.
    */
   channel?: 'http';
+  /** MiB; default 256 (enough for the tiny guest). */
+  memory?: number;
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
   /** A provider of StackOptions.providers; default the QEMU one. */
@@ -149,7 +151,7 @@ export class StackFiles {
         labels: p.labels,
         ...(opts.providers ? { provider: p.provider ?? 'qemu' } : {}),
         ...(p.image ? { image: p.image } : {}),
-        memory: 256,
+        memory: p.memory ?? 256,
         max_vms: p.max_vms ?? 4,
         ...(p.providerKeys ? p.providerKeys(forward) : { forwards }),
         ...(http ? { channel: 'http', channel_url: `http://${GUEST_SERVICE.replace(/:80$/, '')}` } : {}),

@@ -3,7 +3,15 @@
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +23,7 @@ import { killAll, pidsWithArg } from '../helpers/processes.ts';
 import { DEFAULT_TOKEN, FakeGitHub, FakeGitHubViolations, decodeJitConfig } from '../fakes/github/server.ts';
 
 const BUSYBOX = '/bin/busybox';
+const DASH = '/bin/dash';
 const JIT = '/repos/{owner}/{repo}/actions/runners/generate-jitconfig';
 
 interface ApiAnswer {
@@ -651,7 +660,36 @@ async function waitForOutput(p: RunnerProcess, re: RegExp, timeoutMs = 5_000): P
   }
 }
 
-describe('stand-in runner under busybox', () => {
+// Two machines the stand-in must run on: the tiny guest (busybox alone, so the runner cannot lean
+// on the host's GNU tools), and packer/debian-runner (Debian's own tools: dash as sh, coreutils,
+// curl, and no wget). The Debian toolset is the host's /usr/bin without wget and busybox: busybox
+// runs its own applets (wget too) whatever PATH holds, so it must not be there at all.
+const TOOLSETS = [
+  { name: 'busybox (the tiny guest)', sh: [BUSYBOX, 'sh'], debian: false },
+  { name: "Debian's tools without wget: dash, coreutils, curl", sh: [DASH], debian: true },
+] as const;
+const NOT_ON_DEBIAN_IMAGE = new Set(['wget', 'busybox', 'sh']);
+
+function linkToolset(bin: string, debian: boolean): void {
+  execFileSync(BUSYBOX, ['mkdir', '-p', bin]);
+  if (!debian) {
+    for (const applet of execFileSync(BUSYBOX, ['--list']).toString().split('\n').filter(Boolean)) {
+      symlinkSync(BUSYBOX, path.join(bin, applet));
+    }
+    return;
+  }
+  for (const dir of ['/usr/bin', '/usr/sbin']) {
+    for (const f of readdirSync(dir)) {
+      if (NOT_ON_DEBIAN_IMAGE.has(f) || existsSync(path.join(bin, f))) continue;
+      symlinkSync(path.join(dir, f), path.join(bin, f));
+    }
+  }
+  symlinkSync(DASH, path.join(bin, 'sh'));
+}
+
+type Toolset = (typeof TOOLSETS)[number];
+
+function standInRunner(toolset: Toolset): void {
   let fake: FakeGitHub;
   let work: string;
   let bin: string;
@@ -660,12 +698,8 @@ describe('stand-in runner under busybox', () => {
   before(async () => {
     fake = await FakeGitHub.start({ repositories: ['octo/app', 'octo/cfg'] });
     work = mkdtempSync(path.join(tmpdir(), 'fake-github-test-'));
-    // Only busybox applets on PATH, so the runner cannot lean on the host's GNU tools.
     bin = path.join(work, 'bin');
-    execFileSync(BUSYBOX, ['mkdir', '-p', bin]);
-    for (const applet of execFileSync(BUSYBOX, ['--list']).toString().split('\n').filter(Boolean)) {
-      symlinkSync(BUSYBOX, path.join(bin, applet));
-    }
+    linkToolset(bin, toolset.debian);
   });
 
   after(async () => {
@@ -697,7 +731,7 @@ describe('stand-in runner under busybox', () => {
   }
 
   function run(dir: string, script: string, args: string[]): RunnerProcess {
-    const proc = spawn(BUSYBOX, ['sh', script, ...args], {
+    const proc = spawn(toolset.sh[0], [...toolset.sh.slice(1), script, ...args], {
       cwd: dir,
       env: { PATH: bin, HOME: dir, TMPDIR: work },
       detached: true, // own process group, as the bootstrap starts it
@@ -711,7 +745,7 @@ describe('stand-in runner under busybox', () => {
     return { proc, output: () => out, exited };
   }
 
-  it('the tarball is deterministic and holds run.sh, config.sh and VERSION', async () => {
+  it('the tarball is deterministic and holds run.sh, config.sh, http.sh and VERSION', async () => {
     const again = await FakeGitHub.start();
     try {
       assert.equal(again.runnerTarball.sha256, fake.runnerTarball.sha256);
@@ -722,6 +756,7 @@ describe('stand-in runner under busybox', () => {
     const listing = execFileSync(BUSYBOX, ['tar', '-tvzf', 'runner.tar.gz'], { cwd: dir }).toString();
     assert.match(listing, /^-rw-r--r-- root\/root\s+8 2024-01-01 00:00:00 VERSION$/m);
     assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 config\.sh$/m);
+    assert.match(listing, /^-rw-r--r-- root\/root\s+\d+ 2024-01-01 00:00:00 http\.sh$/m);
     assert.match(listing, /^-rwxr-xr-x root\/root\s+\d+ 2024-01-01 00:00:00 run\.sh$/m);
     assert.equal(readFileSync(path.join(dir, 'VERSION'), 'utf8'), '2.999.0\n');
   });
@@ -899,4 +934,8 @@ describe('stand-in runner under busybox', () => {
     assert.equal(r.status, 404);
     assert.deepEqual(fake.takeViolations(), []);
   });
-});
+}
+
+for (const toolset of TOOLSETS) {
+  describe(`stand-in runner: ${toolset.name}`, () => standInRunner(toolset));
+}

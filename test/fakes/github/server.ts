@@ -112,6 +112,7 @@ function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
   const t = buildTarball([
     { name: 'run.sh', mode: 0o755, data: file('run.sh') },
     { name: 'config.sh', mode: 0o755, data: file('config.sh') },
+    { name: 'http.sh', mode: 0o644, data: file('http.sh') },
     { name: 'VERSION', mode: 0o644, data: Buffer.from(`${RUNNER_VERSION}\n`) },
   ]);
   return { data: t.data, info: { urlPath: TARBALL_PATH, sha256: t.sha256, size: t.size } };

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Stand-in for the GitHub Actions runner's config.sh (test/fakes/github): registers a runner
 # with the stand-in GitHub using a registration token and writes .runner, which ./run.sh uses.
-# POSIX sh; needs only busybox (wget, sed, hostname, timeout).
+# POSIX sh; needs only busybox (sed, hostname, and wget + timeout or curl: http.sh).
 #
 #   ./config.sh --url <server>/<owner>/<repo> --token <registration token> [--name N]
 #               [--labels a,b] [--ephemeral] [--unattended] [--replace] [--work DIR]
@@ -37,18 +37,12 @@ fail() {
   exit 1
 }
 
-with_timeout() {
-  if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift && "$@"; fi
-}
+# shellcheck source-path=SCRIPTDIR source=http.sh
+. "$ROOT/http.sh"
 
 # post <url> <file> [secret]: POSTs the file, prints the answer.
 post() {
-  if [ -n "${3:-}" ]; then
-    with_timeout 30 wget -q -O - --header "Authorization: Bearer $3" --header 'Content-Type: text/plain' \
-      --post-file "$2" "$1"
-  else
-    with_timeout 30 wget -q -O - --header 'Content-Type: text/plain' --post-file "$2" "$1"
-  fi
+  http_post 30 "$1" - "@$2" "${3:-}"
 }
 
 CMD=configure

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Stand-in for the GitHub Actions runner's run.sh (test/fakes/github): same command line, same
 # console lines, but it talks plain HTTP to the stand-in GitHub (/_runner/…) and runs a job's
-# script with `sh -c`. POSIX sh; needs only busybox (wget, base64, sed, date, timeout, setsid).
+# script with `sh -c`. POSIX sh; needs only busybox (base64, sed, date, setsid, and wget + timeout
+# or curl: http.sh).
 #
 #   ./run.sh --jitconfig <encoded>   a single-use runner (the config is base64 of KEY=VALUE lines)
 #   ./run.sh                         the runner configured by ./config.sh (.runner)
@@ -91,22 +92,16 @@ case $SERVER_URL in http://?*) ;; *) die "Invalid runner configuration: SERVER_U
 case $WORK_FOLDER in /*) WORK=$WORK_FOLDER ;; *) WORK=$ROOT/$WORK_FOLDER ;; esac
 BASE=$SERVER_URL/_runner/$RUNNER_ID
 
-# --- HTTP: busybox wget (whose own -T segfaults in some builds: bounded by `timeout`) ---
-with_timeout() {
-  if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift && "$@"; fi
-}
+# --- HTTP: curl or wget (http.sh) ---
+# shellcheck source-path=SCRIPTDIR source=http.sh
+. "$ROOT/http.sh"
 
 # call <path> <seconds> [file to post]: POSTs to $BASE/<path>, the answer lands in $STATE/resp.
 # Runs in the background and waits, so that a signal's trap runs at once.
 call() {
   rm -f "$STATE/resp"
-  if [ -n "${3:-}" ]; then
-    with_timeout "$2" wget -q -O "$STATE/resp" --header "Authorization: Bearer $RUNNER_SECRET" \
-      --header 'Content-Type: text/plain' --post-file "$3" "$BASE/$1" </dev/null &
-  else
-    with_timeout "$2" wget -q -O "$STATE/resp" --header "Authorization: Bearer $RUNNER_SECRET" \
-      --header 'Content-Type: text/plain' --post-data "version=$VERSION" "$BASE/$1" </dev/null &
-  fi
+  if [ -n "${3:-}" ]; then _c_body=@$3; else _c_body=version=$VERSION; fi
+  http_post "$2" "$BASE/$1" "$STATE/resp" "$_c_body" "$RUNNER_SECRET" </dev/null &
   CHILD=$!
   wait "$CHILD"
   _rc=$?
@@ -202,8 +197,7 @@ run_job() {
       i=0
       while [ "$i" -lt 5 ] && [ -f "$STATE/heartbeat" ]; do sleep 1; i=$((i + 1)); done
       [ -f "$STATE/heartbeat" ] || break
-      with_timeout 10 wget -q -O "$STATE/heartbeat.out" --header "Authorization: Bearer $RUNNER_SECRET" \
-        --post-data '' "$BASE/jobs/$JOB_ID/heartbeat"
+      http_post 10 "$BASE/jobs/$JOB_ID/heartbeat" "$STATE/heartbeat.out" '' "$RUNNER_SECRET"
     done
   ) </dev/null >/dev/null 2>&1 &
   HB_PID=$!
