@@ -137,15 +137,5 @@ export function qemuGuestConfig(
   };
 }
 
-/** Renders guest config lines (docs/guest-protocol.md), refusing values that could break the format. */
-export function renderGuestConfig(values: Record<string, string>): string {
-  return Object.entries(values)
-    .map(([k, v]) => {
-      if (!/^[A-Z][A-Z0-9_]*$/.test(k)) throw new Error(`invalid guest config key ${JSON.stringify(k)}`);
-      // eslint-disable-next-line no-control-regex
-      if (/[\u0000-\u001f\u007f]/.test(v))
-        throw new Error(`guest config ${k}: control characters are not allowed`);
-      return `${k}=${v}\n`;
-    })
-    .join('');
-}
+// The format is the guest protocol's (shared with the other providers and the SSH bootstrap).
+export { renderGuestConfig } from '../../guest/config.ts';
