@@ -57,6 +57,8 @@ export interface PoolSpec {
    * http://10.0.2.101 (a forward to the service's port), instead of QEMU's virtio-serial port.
    */
   channel?: 'http';
+  /** `ssh`: bootstrap over SSH (the HTTP channel too; image default `tiny-ssh`). */
+  bootstrap?: 'ssh';
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
   /** A provider of StackOptions.providers; default the QEMU one. */
@@ -121,7 +123,9 @@ export class StackFiles {
       grants: opts.grants,
     });
     // A guest's forward to the service is set up when its VM starts: the port must be known.
-    const port = opts.pools?.some((p) => p.channel === 'http') ? await freePort() : 0;
+    const port = opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
+      ? await freePort()
+      : 0;
     return new StackFiles(fake, { ...opts, tokens }, port);
   }
 
@@ -131,7 +135,7 @@ export class StackFiles {
     const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => {
       const forward = { guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost };
       // HTTP channel: the guest reaches the service at GUEST_SERVICE, a forward to its port.
-      const http = p.channel === 'http';
+      const http = p.channel === 'http' || p.bootstrap === 'ssh';
       const forwards = [
         forward,
         ...(http ? [{ guest: GUEST_SERVICE, host: `127.0.0.1:${this.servicePort}` }] : []),
@@ -140,7 +144,8 @@ export class StackFiles {
         name: p.name,
         labels: p.labels,
         ...(opts.providers ? { provider: p.provider ?? 'qemu' } : {}),
-        ...(p.image ? { image: p.image } : {}),
+        ...(p.image ? { image: p.image } : p.bootstrap === 'ssh' ? { image: 'tiny-ssh' } : {}),
+        ...(p.bootstrap ? { bootstrap: p.bootstrap } : {}),
         memory: 256,
         max_vms: p.max_vms ?? 4,
         ...(p.providerKeys ? p.providerKeys(forward) : { forwards }),
@@ -179,8 +184,19 @@ export class StackFiles {
     return loadConfig({ file: this.configFile, env: {}, dotenv: false }).config;
   }
 
-  /** Everything a VM could leave behind: QEMU processes, VM directories, forwarders, registrations. */
-  leftovers(): { qemu: number[]; vmDirs: string[]; forwarders: number[]; runners: string[] } {
+  /** Where the service keeps per-VM SSH keys (the config's default `ssh.state_dir`, beside it). */
+  get sshKeysDir(): string {
+    return path.join(this.dir, 'var', 'ssh', 'keys');
+  }
+
+  /** Everything a VM could leave behind: QEMU processes, VM directories, forwarders, registrations, SSH keys. */
+  leftovers(): {
+    qemu: number[];
+    vmDirs: string[];
+    forwarders: number[];
+    runners: string[];
+    sshKeys: string[];
+  } {
     const ports = [new URL(this.fake.url).port, ...(this.servicePort ? [String(this.servicePort)] : [])];
     return {
       qemu: qemuPidsUnder(this.stateDir),
@@ -198,6 +214,7 @@ export class StackFiles {
           }
         }),
       runners: this.fake.runners().map((r) => r.name),
+      sshKeys: existsSync(this.sshKeysDir) ? readdirSync(this.sshKeysDir) : [],
     };
   }
 
