@@ -93,8 +93,10 @@ export async function provisionOverSsh(
     info.ssh,
     {
       expected,
-      onFirstUse: (fingerprint) =>
-        ctx.store.setProviderData(vm.name, { [PINNED_HOST_KEY]: fingerprint }, ctx.clock()),
+      onFirstUse: async (fingerprint) => {
+        await ctx.store.setProviderData(vm.name, { [PINNED_HOST_KEY]: fingerprint }, ctx.clock());
+        ctx.crashPoint?.('ssh-host-key-pinned');
+      },
     },
     deadline,
     signal,
