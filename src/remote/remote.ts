@@ -7,11 +7,13 @@ import { VmKeys } from './keys.ts';
 import type { BootstrapSession, PrepareTarget, RemoteOps, SshAddress } from './port.ts';
 import { RemoteError } from './port.ts';
 import { runPrepare } from './prepare.ts';
-import { openSsh } from './ssh.ts';
+import { openSsh, waitForBanner } from './ssh.ts';
 
 /** Between attempts to reach a booting guest's sshd. */
 const RETRY_MS = 1000;
-/** One attempt's limit (TCP + key exchange + login). */
+/** How long one probe waits for the sshd's banner (a booting guest's forward stays silent). */
+const BANNER_MS = 2000;
+/** One login's limit once the banner came (key exchange + authentication). */
 const ATTEMPT_MS = 20_000;
 
 export class SshRemote implements RemoteOps {
@@ -55,6 +57,7 @@ export class SshRemote implements RemoteOps {
         );
       }
       try {
+        await waitForBanner(login.host, login.port, Math.min(left, BANNER_MS));
         const conn = await openSsh(login, {
           expected: trust.expected,
           readyTimeoutMs: Math.min(left, ATTEMPT_MS),

@@ -5,6 +5,7 @@ import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2';
 
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
+import net from 'node:net';
 import { fingerprintOf, sameFingerprint } from './fingerprint.ts';
 import { RemoteError } from './port.ts';
 
@@ -88,6 +89,35 @@ export function openSsh(
         return true;
       },
     });
+  });
+}
+
+/**
+ * Resolves when a server at host:port sends an SSH identification line within `timeoutMs`, else
+ * rejects (retryable). A port forward to a booting guest accepts the TCP connection and then
+ * holds it silent until the guest's sshd answers: probing for the banner first, with a short
+ * limit, keeps a login attempt from waiting out its whole time on such a connection.
+ */
+export function waitForBanner(host: string, port: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    let seen = '';
+    const done = (e?: Error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (e) reject(new RemoteError(`${host}:${port}: ${e.message}`, true));
+      else resolve();
+    };
+    const timer = setTimeout(() => done(new Error(`no SSH banner within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('data', (d: Buffer) => {
+      seen += d.toString('latin1');
+      if (seen.includes('\n')) {
+        if (/^SSH-/m.test(seen)) done();
+        else if (seen.length > 4096) done(new Error('not an SSH server'));
+      }
+    });
+    sock.on('error', (e) => done(e));
+    sock.on('end', () => done(new Error('connection closed before the SSH banner')));
   });
 }
 
