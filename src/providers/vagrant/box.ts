@@ -39,7 +39,10 @@ export interface TinyBox {
 
 /** The guest's /init: mounts, modules, then busybox init (reaps orphans, runs the rc below). */
 export function boxInit(): string {
-  return busyboxInit("Hatchery's vagrant box (src/providers/vagrant/box.ts", 'hatchery-box');
+  return busyboxInit(
+    "Hatchery's vagrant box (src/providers/vagrant/box.ts; part of the box hash)",
+    'hatchery-box',
+  );
 }
 
 /** Run once by busybox init: slirp's fixed addresses (no DHCP round trip), then sshd. */

@@ -63,7 +63,7 @@ export function layerEntries(files: LayerFile[], extraDirs: string[], isPrivate:
 /** The guest's /init: mounts, modules, then busybox init (reaps orphans, runs /etc/inittab). */
 export function busyboxInit(what: string, hostname: string): string {
   return `#!/bin/sh
-# /init of ${what}; part of the image hash).
+# /init of ${what}.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s

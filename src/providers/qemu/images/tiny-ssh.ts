@@ -67,7 +67,10 @@ async function gatherLayer(sources: TinySshSources) {
   const text = (at: string, body: string, mode = 0o644) => files.push({ at, data: Buffer.from(body), mode });
   text(
     'init',
-    busyboxInit("Hatchery's tiny-ssh guest (src/providers/qemu/images/tiny-ssh.ts", 'hatchery-ssh'),
+    busyboxInit(
+      "Hatchery's tiny-ssh guest (src/providers/qemu/images/tiny-ssh.ts; part of the image hash)",
+      'hatchery-ssh',
+    ),
     0o755,
   );
   text('etc/hatchery-ssh.rc', tinySshRc(), 0o755);
