@@ -10,6 +10,11 @@ import { isNoSuchFile, openSftp, runCommand, sftpCall, type Connection } from '.
 
 /** Exit status of the start command when the marker existed already. */
 const ALREADY = 3;
+/**
+ * The most one session call may take: the worker does not bound a step, so a guest that stops
+ * answering mid-copy must not hold the provision step (and its lease) forever.
+ */
+const CALL_MS = 60_000;
 
 /**
  * Run in the directory: take the marker, then start `sh bootstrap.sh config` in its own session
@@ -47,7 +52,27 @@ export class SshBootstrapSession implements BootstrapSession {
     return this.sftp;
   }
 
-  async started(): Promise<boolean> {
+  /** Runs `f`; past CALL_MS the connection is dropped (failing what is pending) and it rejects. */
+  private bounded<T>(what: string, f: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.conn.client.destroy();
+        reject(new RemoteError(`${this.where}: ${what}: no answer within ${CALL_MS / 1000} s`, true));
+      }, CALL_MS);
+    });
+    return Promise.race([f(), timeout]).finally(() => clearTimeout(timer));
+  }
+
+  started(): Promise<boolean> {
+    return this.bounded('checking the marker', () => this.hasMarker());
+  }
+
+  start(files: { script: string; config: string }): Promise<boolean> {
+    return this.bounded('starting the bootstrap', () => this.copyAndStart(files));
+  }
+
+  private async hasMarker(): Promise<boolean> {
     const sftp = await this.files();
     try {
       await sftpCall((cb) => sftp.stat(`${this.dir}/started`, cb));
@@ -58,7 +83,7 @@ export class SshBootstrapSession implements BootstrapSession {
     }
   }
 
-  async start(files: { script: string; config: string }): Promise<boolean> {
+  private async copyAndStart(files: { script: string; config: string }): Promise<boolean> {
     const sftp = await this.files();
     const step = async (what: string, f: () => Promise<unknown>) => {
       try {
