@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { FINGERPRINT } from './fingerprint.ts';
 
 const USER = /^[a-z_][a-z0-9_.-]{0,31}$/;
-// A host name or an IPv4/IPv6 address: no spaces, no shell or option characters.
+// A host name or an IPv4/IPv6 address (no brackets): no spaces, no shell or option characters.
 const HOST =
-  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]+\]?)$/;
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 
 const fingerprint = z
   .string()
