@@ -255,22 +255,9 @@ function resolveProviders(
   }
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
-    const {
-      name,
-      labels,
-      provider,
-      image,
-      cpus,
-      memory,
-      max_vms,
-      channel,
-      channel_url,
-      bootstrap,
-      ssh,
-      prepare,
-      timeouts,
-      ...extra
-    } = p;
+    const { bootstrap, ssh, prepare, ...rest } = p; // generic keys of src/remote/ (SSH)
+    const { name, labels, provider, image, cpus, memory, max_vms, channel, channel_url, timeouts, ...extra } =
+      rest;
     const providerName = provider ?? (names.length === 1 ? names[0]! : '');
     let settings: unknown = {};
     const section = c.providers[providerName];
