@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 # curl, jq: the workflow test runs workflows/three-job.yml as GitHub-hosted runners would.
 # The tests lint the bootstrap and packer scripts with shellcheck.
 # vagrant … dropbear-bin: the vagrant provider (Vagrant on a private libvirtd, scripts/libvirt.sh;
-# its box adds dropbear and scp to the tiny guest). No daemon starts on install.
+# its box adds dropbear and scp to the tiny guest). openssh-server: the SSH tests run their own
+# sshd (/usr/sbin/sshd -D -f <config>) and the tiny-ssh guest takes its sftp-server.
 # debootstrap, openssh-client: packer/debian-runner/build.sh (the Debian runner image's e2e test).
+# No daemon starts on install (policy-rc.d below).
 PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck
-  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client debootstrap"
+  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client openssh-server debootstrap"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -20,7 +22,15 @@ if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
+  # Packages with a daemon (openssh-server, libvirt) must not start it: the tests run their own.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+  [ -z "$policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! command -v node >/dev/null 2>&1; then

@@ -20,7 +20,9 @@ import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
 import { createLogger, type Logger } from './log.ts';
 import { packageFile } from './package-files.ts';
+import { isTerminal } from './model/states.ts';
 import { Providers } from './providers/build.ts';
+import { SshRemote } from './remote/remote.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 
@@ -103,6 +105,7 @@ export class HatcheryService {
           : null,
       runnerGroupId: config.github.runner_group_id,
       bootstrap: readFileSync(BOOTSTRAP_PATH, 'utf8'),
+      remote: new SshRemote(config.ssh.state_dir, log.child({ component: 'ssh' })),
       channelUrl: (pool) => pool.channel_url ?? baseUrl(),
       instanceId: config.instance_id,
       clock,
@@ -160,6 +163,13 @@ export class HatcheryService {
     }
     const recovered = await reconciler.recover();
     log.info({ adopted: recovered.adopted, vanished: recovered.vanished.length }, 'recovered state');
+    // SSH key pairs of VMs that ended while the service was down (or before a crash removed them).
+    await ctx.remote!.sweep(async (names) => {
+      const live = new Set(
+        (await store.getVms(names)).filter((v) => !isTerminal(v.state)).map((v) => v.name),
+      );
+      return names.filter((n) => !live.has(n));
+    });
     worker.start();
     reconciler.start();
     if (opts.http !== false) await service.listen(apiFor);

@@ -42,6 +42,7 @@ const ENV_SECTIONS = [
   'workers',
   'reconcile',
   'limits',
+  'ssh',
   'log',
 ];
 
@@ -136,6 +137,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   // Relative paths are relative to the config file's directory (or cwd without a file).
   const base = file ? path.dirname(file) : cwd;
   config.store.path = path.resolve(base, config.store.path);
+  config.ssh.state_dir = path.resolve(base, config.ssh.state_dir);
+  for (const pool of config.pools) if (pool.prepare) pool.prepare.key = path.resolve(base, pool.prepare.key);
   for (const p of Object.values(config.providers)) {
     const settings = p.settings as Record<string, unknown>;
     for (const key of PROVIDER_KINDS[p.kind].pathKeys ?? []) {

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
+import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '../remote/config.ts';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 import { parseByteSize } from './bytes.ts';
@@ -51,6 +52,10 @@ export const poolSchema = z
       .url()
       .optional()
       .describe("the service's base URL as this pool's guests reach it (default server.public_url)"),
+    // SSH bootstrap and the prepare command: src/remote/config.ts.
+    bootstrap: bootstrapMode,
+    ssh: sshPoolSchema,
+    prepare: prepareSchema.optional(),
     timeouts,
   })
   // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
@@ -171,6 +176,7 @@ export const configSchema = z
       .object({ max_vms: z.number().int().min(1).default(8) })
       .strict()
       .prefault({}),
+    ssh: sshServiceSchema,
     providers: z
       .record(z.string().regex(NAME, 'provider names: lowercase letters, digits and "-"'), providerSchema)
       .default({ qemu: { kind: 'qemu' } })
@@ -249,8 +255,9 @@ function resolveProviders(
   }
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
+    const { bootstrap, ssh, prepare, ...rest } = p; // generic keys of src/remote/ (SSH)
     const { name, labels, provider, image, cpus, memory, max_vms, channel, channel_url, timeouts, ...extra } =
-      p;
+      rest;
     const providerName = provider ?? (names.length === 1 ? names[0]! : '');
     let settings: unknown = {};
     const section = c.providers[providerName];
@@ -278,6 +285,9 @@ function resolveProviders(
       max_vms,
       channel,
       channel_url,
+      bootstrap,
+      ssh,
+      prepare,
       timeouts,
       settings,
     };

@@ -4,6 +4,7 @@ import type { PoolConfig } from '../config/schema.ts';
 import type { RunnersApi } from '../github/runners.ts';
 import type { Logger } from '../log.ts';
 import type { Provider } from '../providers/provider.ts';
+import type { RemoteOps } from '../remote/port.ts';
 import type { Store, VmRecord } from '../store/store.ts';
 import type { Timeouts } from './lifecycle.ts';
 import type { CrashPoint } from './crash-points.ts';
@@ -24,6 +25,8 @@ export interface CoreContext {
   runnerGroupId: number;
   /** The bootstrap script handed to every VM. */
   bootstrap: string;
+  /** SSH: pools' `prepare` commands and `bootstrap = "ssh"` (src/remote/). */
+  remote?: RemoteOps;
   /** The service's base URL as a pool's guests reach it (HTTP guest channel). */
   channelUrl(pool: PoolConfig): string;
   instanceId: string;

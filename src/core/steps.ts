@@ -7,6 +7,9 @@ import type { CoreContext } from './context.ts';
 import { GUEST_MESSAGES_PATH } from '../guest/protocol.ts';
 import { mintChannelToken } from './channel-token.ts';
 import type { LifecycleEvent } from './lifecycle.ts';
+import type { PoolConfig } from '../config/schema.ts';
+import { RemoteError } from '../remote/port.ts';
+import { provisionOverSsh } from './ssh-provision.ts';
 
 function poolOf(ctx: CoreContext, vm: VmRecord) {
   const pool = ctx.pools.find((p) => p.name === vm.pool);
@@ -14,7 +17,11 @@ function poolOf(ctx: CoreContext, vm: VmRecord) {
   return pool;
 }
 
-/** Mints the VM's one-shot runner config, then creates the VM with it. */
+/**
+ * Runs the pool's `prepare` command if it has one, mints the VM's one-shot runner config, then
+ * creates the VM with it (or, with `bootstrap = "ssh"`, creates it and starts the bootstrap over
+ * SSH: ssh-provision.ts).
+ */
 export async function provision(
   ctx: CoreContext,
   vm: VmRecord,
@@ -24,29 +31,53 @@ export async function provision(
   try {
     const pool = poolOf(ctx, vm);
     const provider = ctx.providerFor(vm);
+    const overSsh = pool.bootstrap === 'ssh';
     // Crash-resume: a previous attempt may have created the VM before the service died.
     const existing = await provider.get(vm.name);
-    if (existing?.status === 'running') {
+    const running = existing?.status === 'running' ? existing : null;
+    if (running && !overSsh) {
       // An HTTP channel token was recorded before that create: the guest holds that one.
-      const address = vm.channelTokenHash ? { kind: 'http' } : existing.channel;
+      const address = vm.channelTokenHash ? { kind: 'http' } : running.channel;
       if (address) await ctx.store.setProviderData(vm.name, { channel: address }, ctx.clock());
       ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
       return { type: 'created', note: 'adopted: the VM was created before the service restarted' };
     }
     if (!ctx.runnerDownload)
       throw new ProviderError('runner.url and runner.sha256 are not configured', false);
+    const notes: string[] = [];
+    // Before the VM starts (seed 000's board preparation); not again for a VM that exists.
+    if (pool.prepare && !running) {
+      if (!ctx.remote) throw new ProviderError('SSH is not available in this service', false);
+      notes.push(await ctx.remote.prepare(pool, prepareTarget(vm), signal));
+      signal.throwIfAborted();
+    }
+    if (overSsh) {
+      notes.push(
+        ...(await provisionOverSsh(
+          ctx,
+          vm,
+          pool,
+          provider,
+          running,
+          {
+            httpChannel: () => httpChannel(ctx, vm, pool),
+            mintJit: async () => {
+              const { jit, replaced } = await mintJitConfig(ctx, vm);
+              return { jit, ...(replaced !== undefined ? { note: replacedNote(replaced) } : {}) };
+            },
+          },
+          signal,
+        )),
+      );
+      if (running) ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
+      return created(
+        running ? ['adopted: the VM was created before the service restarted', ...notes] : notes,
+      );
+    }
     // The HTTP guest channel: for providers without one of their own, or when the pool asks.
     // Its token is recorded (as a hash) before the VM exists, so its first message is accepted.
     const http = pool.channel === 'http' || !provider.nativeChannel;
-    let channel: Record<string, string> = {};
-    if (http) {
-      const { token, hash } = mintChannelToken(vm.name);
-      await ctx.store.setChannelToken(vm.name, hash, ctx.clock());
-      channel = {
-        HATCHERY_CHANNEL: `${ctx.channelUrl(pool).replace(/\/+$/, '')}${GUEST_MESSAGES_PATH}`,
-        HATCHERY_CHANNEL_TOKEN: token,
-      };
-    }
+    const channel = http ? await httpChannel(ctx, vm, pool) : {};
     const { jit, replaced } = await mintJitConfig(ctx, vm);
     signal.throwIfAborted();
     const info = await provider.create(
@@ -74,23 +105,44 @@ export async function provision(
     ctx.crashPoint?.('vm-created');
     const address = http ? { kind: 'http' } : info.channel;
     if (address) await ctx.store.setProviderData(vm.name, { channel: address }, ctx.clock());
-    return {
-      type: 'created',
-      ...(replaced !== undefined
-        ? {
-            note:
-              `its runner was registered again: the name was taken by registration ${replaced}, ` +
-              'minted before a crash and never recorded; that one was removed',
-          }
-        : {}),
-    };
+    if (replaced !== undefined) notes.push(replacedNote(replaced));
+    return created(notes);
   } catch (e) {
     return { type: 'create_failed', error: (e as Error).message, retryable: isRetryable(e) };
   }
 }
 
+function created(notes: string[]): LifecycleEvent {
+  return { type: 'created', ...(notes.length ? { note: notes.join('; ') } : {}) };
+}
+
+function replacedNote(replaced: number): string {
+  return (
+    `its runner was registered again: the name was taken by registration ${replaced}, ` +
+    'minted before a crash and never recorded; that one was removed'
+  );
+}
+
+function prepareTarget(vm: VmRecord) {
+  return { vm: vm.name, pool: vm.pool, repository: vm.repository, label: vm.label };
+}
+
+/** A new HTTP channel token for the VM (its hash recorded) and the guest config that carries it. */
+async function httpChannel(
+  ctx: CoreContext,
+  vm: VmRecord,
+  pool: PoolConfig,
+): Promise<Record<string, string>> {
+  const { token, hash } = mintChannelToken(vm.name);
+  await ctx.store.setChannelToken(vm.name, hash, ctx.clock());
+  return {
+    HATCHERY_CHANNEL: `${ctx.channelUrl(pool).replace(/\/+$/, '')}${GUEST_MESSAGES_PATH}`,
+    HATCHERY_CHANNEL_TOKEN: token,
+  };
+}
+
 function isRetryable(e: unknown): boolean {
-  if (e instanceof ProviderError || e instanceof GitHubError) return e.retryable;
+  if (e instanceof ProviderError || e instanceof GitHubError || e instanceof RemoteError) return e.retryable;
   return true;
 }
 
@@ -129,6 +181,8 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: str
 export async function destroy(ctx: CoreContext, vm: VmRecord, signal: AbortSignal): Promise<LifecycleEvent> {
   try {
     await ctx.providerFor(vm).destroy(vm.name, signal);
+    // The VM's SSH key pair (bootstrap = "ssh") goes with it.
+    await ctx.remote?.forget(vm.name);
     ctx.crashPoint?.('vm-destroyed');
     const regs = await ctx.store.listRegistrations({ vmId: vm.id, live: true });
     if (regs.length > 0) {

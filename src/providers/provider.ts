@@ -17,10 +17,15 @@ export interface VmSpec {
   image: string;
   cpus: number;
   memoryMiB: number;
-  /** The bootstrap script run by the guest at boot. */
+  /** The bootstrap script run by the guest at boot; empty with `ssh` (the service copies it). */
   bootstrap: string;
   /** NAME=VALUE pairs for the guest (docs/guest-protocol.md); may hold the one-shot JIT config. */
   guestConfig: Record<string, string>;
+  /**
+   * The pool bootstraps over SSH (`bootstrap = "ssh"`): make the VM's sshd reachable (VmInfo.ssh)
+   * and let this key log in. `bootstrap` and `guestConfig` are then empty: nothing to deliver.
+   */
+  ssh?: { authorizedKey: string };
   /** Ownership tags; list() returns only VMs carrying this provider's installation tag. */
   tags: Record<string, string>;
 }
@@ -32,6 +37,11 @@ export interface VmInfo {
   tags: Record<string, string>;
   createdAt: string;
   channel?: ChannelAddress;
+  /**
+   * Where the VM's sshd answers (for a spec with `ssh`), with the host key fingerprint
+   * (`SHA256:…`) the provider expects it to present, when it knows it (else: trusted on first use).
+   */
+  ssh?: { host: string; port: number; user: string; hostKey?: string };
 }
 
 export interface Provider {
@@ -41,6 +51,8 @@ export interface Provider {
    * create/get as `channel`; without one, guests use the service's HTTP channel.
    */
   readonly nativeChannel?: 'unix';
+  /** create() honours VmSpec.ssh (pools with `bootstrap = "ssh"`) and reports VmInfo.ssh. */
+  readonly sshBootstrap?: boolean;
   /**
    * destroy() runs the guest's teardown hook itself while the VM still runs (Vagrant: the
    * Vagrantfile's before-destroy trigger). The HTTP channel then asks the guest to shut down only

@@ -59,6 +59,8 @@ export interface PoolSpec {
   channel?: 'http';
   /** MiB; default 256 (enough for the tiny guest). */
   memory?: number;
+  /** `ssh`: bootstrap over SSH (the HTTP channel too; image default `tiny-ssh`). */
+  bootstrap?: 'ssh';
   max_vms?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
   /** A provider of StackOptions.providers; default the QEMU one. */
@@ -131,7 +133,9 @@ export class StackFiles {
       grants: opts.grants,
     });
     // A guest's forward to the service is set up when its VM starts: the port must be known.
-    const port = opts.pools?.some((p) => p.channel === 'http') ? await freePort() : 0;
+    const port = opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
+      ? await freePort()
+      : 0;
     return new StackFiles(fake, { ...opts, tokens }, port);
   }
 
@@ -141,7 +145,7 @@ export class StackFiles {
     const pools = (opts.pools ?? [{ name: 'linux', labels: ['linux'] }]).map((p) => {
       const forward = { guest: GUEST_GITHUB, host: p.forwardTo ?? fakeHost };
       // HTTP channel: the guest reaches the service at GUEST_SERVICE, a forward to its port.
-      const http = p.channel === 'http';
+      const http = p.channel === 'http' || p.bootstrap === 'ssh';
       const forwards = [
         forward,
         ...(http ? [{ guest: GUEST_SERVICE, host: `127.0.0.1:${this.servicePort}` }] : []),
@@ -150,7 +154,8 @@ export class StackFiles {
         name: p.name,
         labels: p.labels,
         ...(opts.providers ? { provider: p.provider ?? 'qemu' } : {}),
-        ...(p.image ? { image: p.image } : {}),
+        ...(p.image ? { image: p.image } : p.bootstrap === 'ssh' ? { image: 'tiny-ssh' } : {}),
+        ...(p.bootstrap ? { bootstrap: p.bootstrap } : {}),
         memory: p.memory ?? 256,
         max_vms: p.max_vms ?? 4,
         ...(p.providerKeys ? p.providerKeys(forward) : { forwards }),
@@ -189,15 +194,21 @@ export class StackFiles {
     return loadConfig({ file: this.configFile, env: {}, dotenv: false }).config;
   }
 
+  /** Where the service keeps per-VM SSH keys (the config's default `ssh.state_dir`, beside it). */
+  get sshKeysDir(): string {
+    return path.join(this.dir, 'var', 'ssh', 'keys');
+  }
+
   /**
    * Everything a VM could leave behind: QEMU processes, VM directories, forwarders,
-   * registrations, and what the extra providers' VMs can leave (StackOptions.leftovers).
+   * registrations, SSH keys, and what the extra providers' VMs can leave (StackOptions.leftovers).
    */
   leftovers(): {
     qemu: number[];
     vmDirs: string[];
     forwarders: number[];
     runners: string[];
+    sshKeys: string[];
     [more: string]: unknown[];
   } {
     const ports = [new URL(this.fake.url).port, ...(this.servicePort ? [String(this.servicePort)] : [])];
@@ -217,6 +228,7 @@ export class StackFiles {
           }
         }),
       runners: this.fake.runners().map((r) => r.name),
+      sshKeys: existsSync(this.sshKeysDir) ? readdirSync(this.sshKeysDir) : [],
       ...this.opts.leftovers?.(this),
     };
   }

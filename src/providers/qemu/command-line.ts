@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { VmSpec } from '../provider.ts';
+import { AUTHORIZED_KEYS_FW_CFG } from './images/tiny-ssh.ts';
 
 export interface BootImage {
   /** Uncompressed kernel (PVH ELF) or bzImage; absent: boot the disk through firmware. */
@@ -30,6 +31,8 @@ export interface VmFiles {
   config: string;
   bootstrap: string;
   overlay: string;
+  /** The login key of an SSH-bootstrapped VM (fw_cfg `opt/hatchery/authorized_keys`). */
+  authorizedKeys: string;
 }
 
 export const CHANNEL_PORT = 'org.hatchery.0';
@@ -45,6 +48,7 @@ export function vmFiles(stateDir: string, name: string): VmFiles {
     config: path.join(dir, 'guest-config'),
     bootstrap: path.join(dir, 'bootstrap.sh'),
     overlay: path.join(dir, 'disk.qcow2'),
+    authorizedKeys: path.join(dir, 'authorized_keys'),
   };
 }
 
@@ -59,9 +63,11 @@ export function macFor(name: string): string {
 /** QEMU option values use `,` as separator; a literal comma is written `,,`. */
 const esc = (v: string): string => v.replace(/,/g, ',,');
 
-export function netdevOption(net: NetworkSpec, forwardCommand: string[]): string {
+export function netdevOption(net: NetworkSpec, forwardCommand: string[], sshPort?: number): string {
   const parts = ['user', 'id=n0'];
   if (net.mode === 'restricted') parts.push('restrict=on');
+  // The guest's sshd on a loopback port of the host (restrict=on leaves host forwards working).
+  if (sshPort !== undefined) parts.push(`hostfwd=tcp:127.0.0.1:${sshPort}-:22`);
   for (const f of net.forwards) {
     const [hostAddr, hostPort] = f.host.split(':');
     // `cmd:` forks one forwarder per guest connection (the `tcp:` chardev form carries only one).
@@ -75,8 +81,23 @@ export function qemuArgs(
   image: BootImage,
   files: VmFiles,
   net: NetworkSpec,
-  opts: { accel: 'kvm' | 'tcg'; forwardCommand: string[] },
+  opts: {
+    accel: 'kvm' | 'tcg';
+    forwardCommand: string[];
+    /** bootstrap = "ssh": forward this host port to the guest's 22; the login key goes by fw_cfg. */
+    sshPort?: number;
+  },
 ): string[] {
+  // The bootstrap and its config go by fw_cfg, or (SSH) the service copies them itself.
+  const delivery =
+    opts.sshPort === undefined
+      ? [
+          '-fw_cfg',
+          `name=opt/hatchery/config,file=${esc(files.config)}`,
+          '-fw_cfg',
+          `name=opt/hatchery/bootstrap,file=${esc(files.bootstrap)}`,
+        ]
+      : ['-fw_cfg', `name=${AUTHORIZED_KEYS_FW_CFG},file=${esc(files.authorizedKeys)}`];
   const args = [
     '-name',
     `guest=${spec.name}`,
@@ -96,7 +117,7 @@ export function qemuArgs(
     '-qmp',
     `unix:${esc(files.qmp)},server=on,wait=off`,
     '-netdev',
-    netdevOption(net, opts.forwardCommand),
+    netdevOption(net, opts.forwardCommand, opts.sshPort),
     '-device',
     `virtio-net-pci,netdev=n0,mac=${macFor(spec.name)},romfile=`,
     '-chardev',
@@ -105,10 +126,7 @@ export function qemuArgs(
     'virtio-serial-pci',
     '-device',
     `virtserialport,chardev=c0,name=${CHANNEL_PORT}`,
-    '-fw_cfg',
-    `name=opt/hatchery/config,file=${esc(files.config)}`,
-    '-fw_cfg',
-    `name=opt/hatchery/bootstrap,file=${esc(files.bootstrap)}`,
+    ...delivery,
     '-pidfile',
     files.pidfile,
     '-daemonize',
@@ -137,15 +155,5 @@ export function qemuGuestConfig(
   };
 }
 
-/** Renders guest config lines (docs/guest-protocol.md), refusing values that could break the format. */
-export function renderGuestConfig(values: Record<string, string>): string {
-  return Object.entries(values)
-    .map(([k, v]) => {
-      if (!/^[A-Z][A-Z0-9_]*$/.test(k)) throw new Error(`invalid guest config key ${JSON.stringify(k)}`);
-      // eslint-disable-next-line no-control-regex
-      if (/[\u0000-\u001f\u007f]/.test(v))
-        throw new Error(`guest config ${k}: control characters are not allowed`);
-      return `${k}=${v}\n`;
-    })
-    .join('');
-}
+// The format is the guest protocol's (shared with the other providers and the SSH bootstrap).
+export { renderGuestConfig } from '../../guest/config.ts';

@@ -4,6 +4,7 @@
 // control. Processes are daemonized so that they outlive a crashed service.
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isVmName } from '../../core/naming.ts';
@@ -22,6 +23,18 @@ import { connectQmp } from './qmp.ts';
 import { isOurProcess, killAllNaming, signal, waitGone } from './process.ts';
 
 const run = promisify(execFile);
+
+/** A loopback port free right now, for a VM's SSH forward (a clash fails the create: retried). */
+async function freeLoopbackPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 export interface QemuProviderOptions {
   stateDir: string;
@@ -48,6 +61,8 @@ interface Meta {
   image: string;
   tags: Record<string, string>;
   createdAt: string;
+  /** bootstrap = "ssh": the host port forwarded to the guest's sshd. */
+  sshPort?: number;
 }
 
 const UNIX_PATH_MAX = 107;
@@ -74,6 +89,7 @@ export async function readConsole(stateDir: string, name: string): Promise<strin
 export class QemuProvider implements Provider {
   readonly kind = 'qemu';
   readonly nativeChannel = 'unix';
+  readonly sshBootstrap = true;
   private readonly binary: string;
   private accel: Promise<'kvm' | 'tcg'> | undefined;
 
@@ -152,6 +168,7 @@ export class QemuProvider implements Provider {
     const accel = await this.accelerator(image.kernel);
     const net = this.opts.network?.(spec.pool) ?? { mode: 'restricted', forwards: [] };
     const guestConfig = qemuGuestConfig(spec, image);
+    const sshPort = spec.ssh ? await freeLoopbackPort() : undefined;
     const meta: Meta = {
       name: spec.name,
       instanceId: this.opts.instanceId,
@@ -159,15 +176,21 @@ export class QemuProvider implements Provider {
       image: spec.image,
       tags: { ...spec.tags },
       createdAt: new Date().toISOString(),
+      ...(sshPort !== undefined ? { sshPort } : {}),
     };
 
     try {
       await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
       await mkdir(files.dir, { mode: 0o700 });
       await writeFile(path.join(files.dir, 'meta.json'), JSON.stringify(meta, null, 2));
-      // The config may hold the one-shot JIT config: owner-only, and deleted once QEMU has read it.
-      await writeFile(files.config, renderGuestConfig(guestConfig), { mode: 0o600 });
-      await writeFile(files.bootstrap, spec.bootstrap, { mode: 0o600 });
+      if (spec.ssh) {
+        // Nothing else to hand over: the service copies the bootstrap over SSH.
+        await writeFile(files.authorizedKeys, `${spec.ssh.authorizedKey}\n`, { mode: 0o600 });
+      } else {
+        // The config may hold the one-shot JIT config: owner-only, and deleted once QEMU has read it.
+        await writeFile(files.config, renderGuestConfig(guestConfig), { mode: 0o600 });
+        await writeFile(files.bootstrap, spec.bootstrap, { mode: 0o600 });
+      }
       if (image.disk) {
         await run(
           'qemu-img',
@@ -180,6 +203,7 @@ export class QemuProvider implements Provider {
       const args = qemuArgs(spec, image, files, net, {
         accel,
         forwardCommand: this.opts.forwardCommand ?? ['busybox', 'nc'],
+        ...(sshPort !== undefined ? { sshPort } : {}),
       });
       // -daemonize: the first process exits once the VM is set up (0) or failed to start (≠ 0).
       await run(this.binary, args, { signal: signal_, timeout: 60_000 });
@@ -286,6 +310,9 @@ export class QemuProvider implements Provider {
       tags: meta.tags,
       createdAt: meta.createdAt,
       ...(running ? { channel: { kind: 'unix' as const, path: files.channel } } : {}),
+      ...(running && meta.sshPort !== undefined
+        ? { ssh: { host: '127.0.0.1', port: meta.sshPort, user: 'root' } }
+        : {}),
     };
   }
 

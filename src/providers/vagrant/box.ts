@@ -15,7 +15,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { TINY_APPEND } from '../qemu/images/resolve.ts';
-import { buildTinyImage, cpioNewc, TINY_MODULES, type TinyImageSources } from '../qemu/images/tiny.ts';
+import { busyboxInit, layerEntries, withLibraries, type CpioEntry } from '../qemu/images/layer.ts';
+import { buildTinyImage, cpioNewc, type TinyImageSources } from '../qemu/images/tiny.ts';
 
 const exec = promisify(execFile);
 const gzipAsync = promisify(gzip);
@@ -38,24 +39,10 @@ export interface TinyBox {
 
 /** The guest's /init: mounts, modules, then busybox init (reaps orphans, runs the rc below). */
 export function boxInit(): string {
-  return `#!/bin/sh
-# /init of Hatchery's vagrant box (src/providers/vagrant/box.ts; part of the box hash).
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-/bin/busybox mount -t proc proc /proc
-/bin/busybox --install -s
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
-exec </dev/console >/dev/console 2>&1
-for m in ${TINY_MODULES.join(' ')}; do
-  [ -e "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko"
-done
-hostname hatchery-box
-exec /sbin/init
-`;
+  return busyboxInit(
+    "Hatchery's vagrant box (src/providers/vagrant/box.ts; part of the box hash)",
+    'hatchery-box',
+  );
 }
 
 /** Run once by busybox init: slirp's fixed addresses (no DHCP round trip), then sshd. */
@@ -103,18 +90,6 @@ end
 `;
 }
 
-async function lddPaths(binary: string): Promise<string[]> {
-  const { stdout } = await exec('ldd', [binary]);
-  const paths = new Set<string>();
-  for (const line of stdout.split('\n')) {
-    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
-    if (m) paths.add(m[1]!);
-  }
-  return [...paths].sort();
-}
-
-type CpioEntry = Parameters<typeof cpioNewc>[0][number];
-
 interface Inputs {
   tiny: { hash: string; kernel: string; initrd: string };
   entries: CpioEntry[];
@@ -125,18 +100,10 @@ async function gatherInputs(imagesDir: string, sources: BoxSources, onProgress?:
   const tiny = await buildTinyImage({ imagesDir, sources, onProgress });
   const dropbear = sources.dropbear ?? '/usr/sbin/dropbear';
   const scp = sources.scp ?? '/usr/bin/scp';
-  const need = async (file: string, pkg: string) =>
-    readFile(file).catch(() => {
-      throw new Error(`${file} not found: install the Debian package ${pkg}`);
-    });
-  const files: { at: string; data: Buffer; mode: number }[] = [
-    { at: 'usr/sbin/dropbear', data: await need(dropbear, 'dropbear-bin'), mode: 0o755 },
-    { at: 'usr/bin/scp', data: await need(scp, 'openssh-client'), mode: 0o755 },
-  ];
-  const libs = new Set([...(await lddPaths(dropbear)), ...(await lddPaths(scp))]);
-  for (const lib of [...libs].sort()) {
-    files.push({ at: lib.slice(1), data: await readFile(lib), mode: 0o755 });
-  }
+  const files = await withLibraries([
+    { from: dropbear, at: 'usr/sbin/dropbear', pkg: 'dropbear-bin' },
+    { from: scp, at: 'usr/bin/scp', pkg: 'openssh-client' },
+  ]);
   const text = (at: string, body: string, mode = 0o644) => files.push({ at, data: Buffer.from(body), mode });
   text('init', boxInit(), 0o755);
   text('etc/hatchery-box.rc', boxRc(), 0o755);
@@ -144,14 +111,7 @@ async function gatherInputs(imagesDir: string, sources: BoxSources, onProgress?:
   text('etc/shells', '/bin/sh\n');
   text('usr/bin/sudo', SUDO_SHIM, 0o755);
 
-  const dirs = new Set<string>(['root', 'root/.ssh', 'etc/dropbear']);
-  for (const f of files) {
-    for (let d = path.posix.dirname(f.at); d !== '.'; d = path.posix.dirname(d)) dirs.add(d);
-  }
-  const entries: CpioEntry[] = [
-    ...[...dirs].map((d) => ({ name: d, mode: 0o040000 | (d.startsWith('root') ? 0o700 : 0o755) })),
-    ...files.map((f) => ({ name: f.at, mode: 0o100000 | f.mode, data: f.data })),
-  ];
+  const entries = layerEntries(files, ['root', 'root/.ssh', 'etc/dropbear'], (d) => d.startsWith('root'));
 
   const h = createHash('sha256');
   h.update(`${BOX_BUILDER_VERSION}\0tiny ${tiny.hash}\0${boxVagrantfile(path.basename(tiny.kernel))}\0`);

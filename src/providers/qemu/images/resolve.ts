@@ -1,5 +1,6 @@
 // Image names → boot files. `tiny` is the project's own test guest, built on first use from
-// Debian packages (src/images/tiny.ts) and cached by content hash. Any other name is a
+// Debian packages (tiny.ts) and cached by content hash; `tiny-ssh` is the same guest waiting
+// for an SSH bootstrap (tiny-ssh.ts). Any other name is a
 // directory under the images dir holding some of: vmlinux | bzImage (kernel), initrd.gz,
 // disk.qcow2 (base disk, each VM gets an overlay), append (kernel command line).
 import { existsSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BootImage } from '../command-line.ts';
 import { buildTinyImage } from './tiny.ts';
+import { buildTinySshImage } from './tiny-ssh.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -20,6 +22,7 @@ export type ImageResolver = (name: string, onProgress?: (msg: string) => void) =
 /** Progress of a tiny-image build goes to the caller that started it. */
 export function imageResolver(imagesDir: string): ImageResolver {
   let tiny: Promise<BootImage> | null = null;
+  let tinySsh: Promise<BootImage> | null = null;
   return async (name, onProgress) => {
     if (!NAME.test(name) || name.includes('..'))
       throw new Error(`invalid image name ${JSON.stringify(name)}`);
@@ -37,6 +40,17 @@ export function imageResolver(imagesDir: string): ImageResolver {
         },
       );
       return tiny;
+    }
+    if (name === 'tiny-ssh') {
+      // The tiny guest with dropbear, for pools with bootstrap = "ssh" (tiny-ssh.ts).
+      tinySsh ??= buildTinySshImage({ imagesDir, onProgress }).then(
+        (img) => ({ kernel: img.tiny.kernel, initrd: img.initrd, disk: img.tiny.disk, append: TINY_APPEND }),
+        (e: unknown) => {
+          tinySsh = null;
+          throw e;
+        },
+      );
+      return tinySsh;
     }
     const dir = path.join(imagesDir, name);
     const pick = (...files: string[]) => files.map((f) => path.join(dir, f)).find((f) => existsSync(f));
