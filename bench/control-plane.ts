@@ -8,6 +8,7 @@
 //  - the service's RSS with 1,000 live VMs (and idle).
 // Plus how long a VM waits for a worker in a burst (admitted → its create step running).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Session } from 'node:inspector/promises';
 import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -274,7 +275,7 @@ export async function benchControlPlane(opts: {
  * One reconcile pass over `vms` running VMs of which the provider lost `lost`, in this process
  * (the sweep is what is measured: process.cpuUsage around it). A pass with nothing lost first.
  */
-async function benchReconcile(vms: number, lost: number): Promise<ControlPlaneResult['reconcile']> {
+export async function benchReconcile(vms: number, lost: number): Promise<ControlPlaneResult['reconcile']> {
   const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-bench-reconcile-'));
   const file = path.join(dir, 'hatchery.toml');
   writeFileSync(
@@ -359,13 +360,21 @@ async function benchReconcile(vms: number, lost: number): Promise<ControlPlaneRe
       cpuMs.push((d.user + d.system) / 1000);
       return report;
     };
+    // The pass alone: no worker acts on what it finds meanwhile (its destroy steps are not
+    // the reconciler's cost).
+    await service.worker.stop();
+    // BENCH_PROFILE=<dir>: the measured passes are profiled in this process too.
+    const profile = process.env.BENCH_PROFILE ? await profiler() : null;
     await pass(); // nothing lost: the steady state
+    await profile?.save(path.resolve(process.env.BENCH_PROFILE!, 'reconcile-steady.cpuprofile'));
     const gone = rows
       .filter((_, i) => i % Math.floor(vms / lost) === 0)
       .slice(0, lost)
       .map((r) => r.name);
     for (const name of gone) provider.backend.delete(name);
+    await profile?.start();
     const report = await pass();
+    await profile?.save(path.resolve(process.env.BENCH_PROFILE!, 'reconcile-lost.cpuprofile'));
     const found = report.vanished.filter((n) => gone.includes(n)).length;
     progress(
       `reconcile: ${fmtMs(cpuMs[0]!)} CPU for a pass over ${vms} VMs, ${fmtMs(cpuMs[1]!)} with ${lost} lost (${found} found)`,
@@ -376,6 +385,23 @@ async function benchReconcile(vms: number, lost: number): Promise<ControlPlaneRe
     await service.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A CPU profiler of this process (node:inspector), started at once. */
+async function profiler(): Promise<{ start(): Promise<void>; save(file: string): Promise<void> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    start: async () => {
+      await session.post('Profiler.start');
+    },
+    save: async (file) => {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+    },
+  };
 }
 
 export function reportControlPlane(r: ControlPlaneResult): string {

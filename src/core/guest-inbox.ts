@@ -15,8 +15,9 @@ export async function takeGuestMessage(
   msg: GuestMessage,
 ): Promise<{ order: GuestOrder; vm: VmRecord | null }> {
   const r = await applyEvent(ctx, name, toLifecycleEvent(msg), { guestSeq: msg.seq });
+  // The event it carried is logged with its transition: the message itself only at debug.
   if (r.guest === 'next') {
-    ctx.log.info(
+    ctx.log.debug(
       { vm: name, seq: msg.seq, guest: msg.name, detail: msg.detail || undefined },
       'guest message',
     );

@@ -113,7 +113,7 @@ export class Intake {
     const created = results.filter((r) => r.created).map((r) => r.vm.name);
     if (created.length)
       this.ctx.log.info({ vms: created, repository: req.repository, source: req.source }, 'VMs requested');
-    this.ctx.notifier.wake();
+    this.ctx.notifier.queued();
     return { results, duplicate };
   }
 

@@ -6,6 +6,8 @@ import type { VmRecord } from '../store/store.ts';
 
 export class Notifier {
   private readonly emitter = new EventEmitter();
+  /** Work was signalled while nobody waited: the next waitForWork returns at once (no lost wake). */
+  private workPending = false;
 
   constructor() {
     this.emitter.setMaxListeners(0);
@@ -15,7 +17,7 @@ export class Notifier {
   changed(name: string, vm?: VmRecord): void {
     if (vm) this.emitter.emit('transition', vm);
     this.emitter.emit(`vm:${name}`);
-    this.emitter.emit('work');
+    this.wake();
   }
 
   /** Called with the row after every transition this process writes (e.g. to follow a VM's state). */
@@ -24,8 +26,20 @@ export class Notifier {
     return () => this.emitter.off('transition', listener);
   }
 
+  /** New VMs wait for capacity (intake): admission is worth a look now. */
+  queued(): void {
+    this.emitter.emit('queued');
+    this.wake();
+  }
+
+  onQueued(listener: () => void): () => void {
+    this.emitter.on('queued', listener);
+    return () => this.emitter.off('queued', listener);
+  }
+
   /** Something for the worker (new request, new action). */
   wake(): void {
+    this.workPending = true;
     this.emitter.emit('work');
   }
 
@@ -35,7 +49,13 @@ export class Notifier {
   }
 
   waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
-    return this.waitFor('work', ms, signal);
+    if (this.workPending) {
+      this.workPending = false;
+      return Promise.resolve();
+    }
+    return this.waitFor('work', ms, signal).then(() => {
+      this.workPending = false;
+    });
   }
 
   private waitFor(event: string, ms: number, signal?: AbortSignal): Promise<void> {

@@ -4,7 +4,7 @@
 // seeing them on two consecutive passes.
 import { hostname } from 'node:os';
 import type { Provider } from '../providers/provider.ts';
-import type { Store, VmRecord } from '../store/store.ts';
+import type { Store, VmSummary } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
 import type { GuestLinks } from './guest-links.ts';
@@ -77,11 +77,15 @@ export class Reconciler {
       errors: [],
     };
     // Every running VM, however many: a capped list once left most of 10,000 unchecked.
-    const live = await this.ctx.store.listVms({ states: LINKED_STATES });
+    const live = await this.ctx.store.summaries(LINKED_STATES);
     await this.sweepProviders(live, report);
+    // Adoption: a running VM whose guest talks over a socket gets its link (after a restart,
+    // every one of them); read whole only those that need one.
     const vanished = new Set(report.vanished);
-    for (const vm of live) {
-      if (vanished.has(vm.name) || this.links.has(vm.name)) continue;
+    const unlinked = live
+      .filter((vm) => vm.channelKind === 'unix' && !vanished.has(vm.name) && !this.links.has(vm.name))
+      .map((vm) => vm.name);
+    for (const vm of await this.ctx.store.getVms(unlinked)) {
       await this.links.ensure(vm);
       if (this.links.has(vm.name)) report.adopted++;
     }
@@ -95,8 +99,8 @@ export class Reconciler {
   }
 
   /** VMs the store runs but the provider lost → vm_exited; VMs no row owns → zombies. */
-  private async sweepProviders(live: VmRecord[], report: SweepReport): Promise<void> {
-    const expected = new Map<Provider, VmRecord[]>();
+  private async sweepProviders(live: VmSummary[], report: SweepReport): Promise<void> {
+    const expected = new Map<Provider, VmSummary[]>();
     for (const vm of live) {
       let provider: Provider;
       try {

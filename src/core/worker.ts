@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lease, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
-import { PROVIDER_STATES, type LifecycleEvent } from './lifecycle.ts';
+import { INITIAL_STATE, isTerminal, PROVIDER_STATES, type LifecycleEvent } from './lifecycle.ts';
 import { admit } from './quota.ts';
 import { destroy, provision } from './steps.ts';
 
@@ -28,12 +28,25 @@ export class Worker {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly stopping = new AbortController();
   private loop: Promise<void> | null = null;
+  /** When deadlines and the queue were last checked regardless of any signal. */
+  private lastPeriodic = 0;
+  /** This process queued a VM or saw one give its capacity back: admission is worth a look. */
+  private queueChanged = true;
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly ctx: CoreContext,
     private readonly opts: WorkerOptions,
   ) {
     this.owner = leaseOwner(ctx.instanceId);
+    const offTransition = ctx.notifier.onTransition((vm) => {
+      if (vm.state === INITIAL_STATE || isTerminal(vm.state)) this.queueChanged = true;
+    });
+    const offQueued = ctx.notifier.onQueued(() => (this.queueChanged = true));
+    this.unsubscribe = () => {
+      offTransition();
+      offQueued();
+    };
   }
 
   start(): void {
@@ -43,6 +56,7 @@ export class Worker {
   /** Stops claiming; waits up to `graceMs` for running steps (their leases expire otherwise). */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping.abort();
+    this.unsubscribe();
     await this.loop;
     const grace = new AbortController();
     await Promise.race([
@@ -64,12 +78,15 @@ export class Worker {
   private async run(): Promise<void> {
     while (!this.stopping.signal.aborted) {
       const started = Date.now();
+      let more = false;
       try {
-        await this.tick();
+        more = await this.tick();
       } catch (e) {
         this.ctx.log.error({ err: (e as Error).message }, 'worker tick failed');
       }
-      await this.ctx.notifier.waitForWork(this.opts.pollMs, this.stopping.signal);
+      // Work left over (every free slot was filled, or VMs were admitted): go on at once.
+      // Otherwise sleep until something happens; a wake-up signalled meanwhile is not lost.
+      if (!more) await this.ctx.notifier.waitForWork(this.opts.pollMs, this.stopping.signal);
       // A burst of requests wakes the worker once per request: ticks at most every TICK_GAP_MS,
       // so that the burst is acknowledged first and admitted in a few ticks, not hundreds.
       const gap = TICK_GAP_MS - (Date.now() - started);
@@ -77,12 +94,27 @@ export class Worker {
     }
   }
 
-  /** One pass: admit, time out, claim and start steps. */
-  async tick(): Promise<void> {
-    await this.admitPending();
-    await this.fireTimeouts();
+  /**
+   * One pass: admit, time out, claim and start steps. Returns whether more work may be due right
+   * now (every free slot was filled, or VMs were admitted whose steps can start).
+   */
+  async tick(): Promise<boolean> {
+    const now = this.ctx.clock();
+    // Deadlines have second granularity, and the queue changes only on a request, a VM ending, or
+    // another replica's doing: both are checked on the poll interval, or at once when this
+    // process saw such a change — not on every tick of a burst.
+    const periodic = now - this.lastPeriodic >= this.opts.pollMs;
+    let admitted = 0;
+    if (periodic || this.queueChanged) {
+      this.queueChanged = false;
+      admitted = await this.admitPending();
+    }
+    if (periodic) {
+      this.lastPeriodic = now;
+      await this.fireTimeouts();
+    }
     const free = this.opts.concurrency - this.inflight.size;
-    if (free <= 0 || this.stopping.signal.aborted) return;
+    if (free <= 0 || this.stopping.signal.aborted) return admitted > 0 && free > 0;
     const claimed = await this.ctx.store.claim(this.owner, this.ctx.clock(), this.opts.leaseMs, free);
     for (const vm of claimed) {
       const p = this.execute(vm)
@@ -93,13 +125,15 @@ export class Worker {
         });
       this.inflight.set(vm.name, p);
     }
+    return claimed.length === free || admitted > 0;
   }
 
-  private async admitPending(): Promise<void> {
-    // Cheap on every tick, however long the queue: counts, then only the heads that could start.
+  /** Admits what capacity allows; returns how many. */
+  private async admitPending(): Promise<number> {
+    // Cheap however long the queue: counts, then only the heads that could start.
     const active = await this.ctx.store.activeByPool(PROVIDER_STATES);
     const total = Object.values(active).reduce((a, b) => a + b, 0);
-    if (total >= this.ctx.maxVms) return;
+    if (total >= this.ctx.maxVms) return 0;
     const perPool = Object.fromEntries(this.ctx.pools.map((p) => [p.name, p.max_vms]));
     const free = Object.fromEntries(
       this.ctx.pools.map((p) => [
@@ -108,9 +142,9 @@ export class Worker {
       ]),
     );
     const heads = await this.ctx.store.pendingHeads(free);
-    for (const name of admit(heads, active, { total: this.ctx.maxVms, perPool })) {
-      await applyEvent(this.ctx, name, { type: 'admitted' });
-    }
+    const names = admit(heads, active, { total: this.ctx.maxVms, perPool });
+    for (const name of names) await applyEvent(this.ctx, name, { type: 'admitted' });
+    return names.length;
   }
 
   private async fireTimeouts(): Promise<void> {

@@ -24,6 +24,7 @@ import type {
   VmFilter,
   TransitionResult,
   VmRecord,
+  VmSummary,
 } from './store.ts';
 import { guestOrder } from './store.ts';
 
@@ -87,11 +88,13 @@ export class SqliteStore implements Store {
     this.migrate();
   }
 
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
+  private sql(text: string, raw = false): Database.Statement {
+    const key = raw ? `raw:${text}` : text;
+    let st = this.statements.get(key);
     if (!st) {
       st = this.db.prepare(text);
-      this.statements.set(text, st);
+      if (raw) st.raw(true);
+      this.statements.set(key, st);
     }
     return st;
   }
@@ -268,6 +271,23 @@ export class SqliteStore implements Store {
     // No limit means every match: a silent cap here once hid VMs from the reconciler.
     const sql = `SELECT * FROM vms ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
     return (this.sql(sql).all(...args, filter.limit ?? -1) as Row[]).map(toVm);
+  }
+
+  async summaries(states: readonly VmState[]): Promise<VmSummary[]> {
+    const unique = [...new Set(states)];
+    // Rows as arrays (.raw): better-sqlite3 builds row objects slower than this map does.
+    const rows = this.sql(
+      `SELECT name, pool, provider, state, json_extract(provider_data, '$.channel.kind')
+         FROM vms WHERE state IN (${unique.map(() => '?').join(', ')})`,
+      true,
+    ).all(...unique) as [string, string, string | null, VmState, string | null][];
+    return rows.map(([name, pool, provider, state, channelKind]) => ({
+      name,
+      pool,
+      provider,
+      state,
+      channelKind,
+    }));
   }
 
   async getVms(names: readonly string[]): Promise<VmRecord[]> {

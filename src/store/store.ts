@@ -49,6 +49,15 @@ export interface VmRecord {
   updatedAt: number;
 }
 
+export interface VmSummary {
+  name: string;
+  pool: string;
+  provider: string | null;
+  state: VmState;
+  /** The kind of its guest channel address, if it has one (`unix`, `http`). */
+  channelKind: string | null;
+}
+
 export interface VmEventRecord {
   id: number;
   vmId: number;
@@ -161,6 +170,11 @@ export interface Store {
   /** How many VMs (any state) have carried this identity: the next generation number. */
   countByIdentity(identity: string): Promise<number>;
   getVm(name: string): Promise<VmRecord | null>;
+  /**
+   * What a reconcile pass compares, for every VM in `states`: names, where they run and how
+   * their guest talks — without the full rows (10,000 of them cost more to parse than to use).
+   */
+  summaries(states: readonly VmState[]): Promise<VmSummary[]>;
   /** The VMs with these names (absent names are simply missing from the answer). */
   getVms(names: readonly string[]): Promise<VmRecord[]>;
   /** Matching VMs, newest first; every match unless `limit` bounds it (pages: `before`). */
