@@ -17,20 +17,33 @@ missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
-  echo "==> installing Debian packages:$missing"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# An install interrupted earlier (a killed apt, a rebooted machine) leaves packages unpacked but
+# unconfigured, and apt refuses to do anything until they are: finish it first.
+interrupted=""
+[ -z "$(dpkg --audit 2>/dev/null)" ] || interrupted=1
+if [ -n "$missing" ] || [ -n "$interrupted" ]; then
   # Packages with a daemon (openssh-server, libvirt) must not start it: the tests run their own.
   policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod 755 /usr/sbin/policy-rc.d
     policy=1
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
-  [ -z "$policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  if [ -n "$interrupted" ]; then
+    echo "==> finishing an interrupted package installation (dpkg --configure -a)"
+    DEBIAN_FRONTEND=noninteractive $SUDO dpkg --configure -a --force-confold
+  fi
+  if [ -n "$missing" ]; then
+    echo "==> installing Debian packages:$missing"
+    $SUDO apt-get update -q
+    # shellcheck disable=SC2086 # $missing is a list of package names
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+      -o Dpkg::Options::=--force-confold $missing
+  fi
+  [ -z "$policy" ] || { $SUDO rm -f /usr/sbin/policy-rc.d; trap - EXIT; }
 fi
 
 if ! command -v node >/dev/null 2>&1; then

@@ -200,7 +200,14 @@ export class HatcheryService {
           }
         : undefined,
       bodyLimit: config.server.body_limit,
-      health: async () => ({ worker_busy: this.worker.busy }),
+      health: async () => {
+        const m = process.memoryUsage();
+        const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+        return {
+          worker_busy: this.worker.busy,
+          memory_mib: { rss: mib(m.rss), heap_used: mib(m.heapUsed), heap_total: mib(m.heapTotal) },
+        };
+      },
     });
     await new Promise<void>((resolve, reject) => {
       // Bounds the time to receive a request, never to answer one (long-polls): http/limits.ts.
