@@ -259,7 +259,7 @@ export async function benchControlPlane(opts: {
       },
       reconcile,
       rss: { idleMiB, liveVms: opts.rssVms, withVmsMiB },
-      runtime: readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tsx') ? 'tsx' : 'node',
+      runtime: ((await (await fetch(`${svc.url}/healthz`)).json()) as { code: string }).code,
     };
   } finally {
     http.svc?.close();
@@ -408,7 +408,7 @@ export function reportControlPlane(r: ControlPlaneResult): string {
   const pass = (ok: boolean) => (ok ? 'met' : 'NOT met');
   const ackRatio = r.ack.servicePerS / r.ack.barePerS;
   return [
-    `Control plane (in-memory provider, emulated guests, hatchery serve on ${r.runtime}):`,
+    `Control plane (in-memory provider, emulated guests, hatchery serve from ${r.runtime}):`,
     `  CPU per lifecycle: ${fmtMs(r.cpuPerLifecycleMs)} over virtio-style sockets (${r.lifecycles} lifecycles; goal ≤ 10 ms: ${pass(r.cpuPerLifecycleMs <= 10)}), ${fmtMs(r.cpuPerHttpLifecycleMs)} over the HTTP channel`,
     `  admitted → created in a burst of ${r.lifecycles}: p50 ${fmtMs(percentile(r.admittedToCreatedMs, 50))}, p99 ${fmtMs(percentile(r.admittedToCreatedMs, 99))}`,
     `  signed-create ack throughput: ${r.ack.servicePerS.toFixed(0)}/s vs bare Express ${r.ack.barePerS.toFixed(0)}/s = ${fmtRatio(ackRatio)} (goal ≥ 0.5×: ${pass(ackRatio >= 0.5)});` +

@@ -205,6 +205,8 @@ export class HatcheryService {
         const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
         return {
           worker_busy: this.worker.busy,
+          // Compiled (dist/, as deployed) or the TypeScript sources through tsx (development).
+          code: import.meta.url.endsWith('.js') ? 'dist' : 'source',
           memory_mib: { rss: mib(m.rss), heap_used: mib(m.heapUsed), heap_total: mib(m.heapTotal) },
         };
       },
