@@ -26,8 +26,14 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
     this.lastSeq = appliedSeq;
   }
 
-  /** Connects and asks the guest to replay its events. Rejects if the socket is not there. */
-  connect(timeoutMs = 2000): Promise<void> {
+  /**
+   * Connects and asks the guest to replay its events. Rejects if the socket is not there.
+   * A unix-socket connect never waits on the peer: it succeeds or fails at once in the kernel.
+   * The timer is a backstop only, and a long one: under load the event loop can be late by
+   * seconds, the timer then runs before the (already completed) connect's callback, and a short
+   * one would drop a connection the guest has seen — its events written meanwhile would be lost.
+   */
+  connect(timeoutMs = 30_000): Promise<void> {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(this.socketPath);
       const timer = setTimeout(() => {

@@ -140,6 +140,10 @@ class UnixTransport implements GuestTransport {
       this.socket?.destroy(); // one host client at a time, as QEMU
       this.socket = sock;
       sock.on('error', () => undefined);
+      // The host went away: the guest's writes wait for the next one (which asks for a replay).
+      sock.on('close', () => {
+        if (this.socket === sock) this.socket = null;
+      });
       let buffer = '';
       sock.on('data', (d: Buffer) => {
         buffer += d.toString();
@@ -161,19 +165,22 @@ class UnixTransport implements GuestTransport {
   }
 
   /**
-   * As a guest's write to a virtio-serial port blocks while no host is connected, delivery waits
-   * for the service to connect (it then asks for a replay: `sync`).
+   * A guest's write to a virtio-serial port blocks while no host is connected and completes on
+   * the host's next connection (which then also asks for a replay: `sync`).
    */
   async deliver(events: readonly string[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     this.events = events;
+    const line = `${events.at(-1)}\n`;
     if (this.socket) {
-      this.socket.write(`${events.at(-1)}\n`);
+      this.socket.write(line);
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const done = () => {
+      const done = (sock: net.Socket) => {
         this.server.off('connection', done);
         signal.removeEventListener('abort', fail);
+        sock.write(line);
         resolve();
       };
       const fail = () => {
