@@ -1,6 +1,7 @@
 // The GitHub REST calls Hatchery makes about runners: mint a one-shot JIT config, list and
 // delete registrations. Repository-scoped; the credential (PAT today, App installation later)
 // is given per call, so one client serves every repository.
+import { httpFetch } from './http-fetch.ts';
 import { Octokit } from '@octokit/core';
 
 export interface RunnerInfo {
@@ -60,7 +61,7 @@ function split(repository: string): { owner: string; repo: string } {
 
 /**
  * Why a request got no answer at all: the innermost cause (undici's `connect ECONNREFUSED
- * 127.0.0.1:8080`, `getaddrinfo ENOTFOUND api.example`, `other side closed`), every address
+ * 127.0.0.1:8080`, `getaddrinfo ENOTFOUND api.example`, `socket hang up`), every address
  * tried for a name that resolves to several, or our own timeout.
  */
 function networkCause(e: unknown, timeoutMs: number): string {
@@ -101,7 +102,7 @@ export function createRunnersApi(opts: {
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
     auth: opts.token,
     userAgent: opts.userAgent ?? 'hatchery',
-    request: { retries: 0 },
+    request: { retries: 0, fetch: httpFetch },
   });
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const headers = { 'x-github-api-version': API_VERSION };

@@ -77,7 +77,7 @@ describe('GitHub runners API: network failures', () => {
           timeoutMs: 300,
         });
         for (const [what, call] of calls) {
-          await assert.rejects(call(cut), gitHubError(`${what}: other side closed`, null));
+          await assert.rejects(call(cut), gitHubError(`${what}: socket hang up`, null));
           await assert.rejects(call(slow), gitHubError(`${what}: no answer within 0.3 s`, null));
         }
       } finally {
