@@ -59,7 +59,7 @@ $ConfigKeys = @(
   'HATCHERY_JIT_TIMEOUT',
   'HATCHERY_RUNNER_USER'
 )
-# What the runner prints → the event it stands for (the detail is the first group, if any).
+# What the runner prints -> the event it stands for (the detail is the first group, if any).
 $RunnerPatterns = @(
   @{ Event = 'registered'; Pattern = 'Listening for Jobs'; Once = $true },
   @{ Event = 'job-started'; Pattern = 'Running job: (.*)$'; Once = $false },
@@ -77,7 +77,7 @@ $StaticNetPattern = '^static:(\d{1,3}(?:\.\d{1,3}){3})/(\d{1,2})(?:,(\d{1,3}(?:\
 # Pure parts: no I/O.
 
 function ConvertFrom-GuestConfig {
-  # NAME=VALUE lines → a hashtable of the known keys. Other lines and unknown keys are ignored
+  # NAME=VALUE lines -> a hashtable of the known keys. Other lines and unknown keys are ignored
   # (forward compatibility), so a user_data that holds the config lines among others works too.
   param([string]$Text, [hashtable]$Into)
   foreach ($raw in ($Text -split "`n")) {
@@ -204,7 +204,7 @@ function Write-Log {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The HTTP channel: one POST per event line, the answer holds host → guest lines. Events are kept
+# The HTTP channel: one POST per event line, the answer holds host -> guest lines. Events are kept
 # in order; the host takes each seq once, so resending is always safe (replay on `sync`, polls).
 
 function Invoke-HostLine {
@@ -251,7 +251,7 @@ function Send-ChannelLine {
 function Invoke-ChannelPump {
   # Sends what the host has not taken yet; when there is nothing new, re-posts the latest event
   # every $PollSeconds (the host can only answer: that is how `shutdown` and `jit` reach us).
-  # A failed POST is retried 1, 2, 4 … 16 s later; nothing here blocks longer than one POST.
+  # A failed POST is retried 1, 2, 4 ... 16 s later; nothing here blocks longer than one POST.
   $now = Get-Date
   if ($now -lt $script:NextTry -or $script:Events.Count -eq 0) { return }
   if ($script:Acked -ge $script:Events.Count) {
@@ -498,7 +498,7 @@ function Read-RunnerOutput {
 }
 
 function Stop-Runner {
-  # taskkill /T ends the runner's tree (cmd.exe → run.cmd → Runner.Listener); a console program
+  # taskkill /T ends the runner's tree (cmd.exe -> run.cmd -> Runner.Listener); a console program
   # in another session gets no Ctrl-C, so after 10 s the tree is ended with /F. Returns the code.
   $p = $script:Runner
   if (-not $p.HasExited) {
@@ -621,7 +621,7 @@ function Invoke-Main {
   $netError = Initialize-Network
   $channel = $Cfg.HATCHERY_CHANNEL
   if ($channel -notmatch '^https?://') {
-    Write-Log 'no usable HATCHERY_CHANNEL: Windows guests report over http(s)://… only'
+    Write-Log 'no usable HATCHERY_CHANNEL: Windows guests report over http(s)://... only'
     Stop-Machine 1
   }
   [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor

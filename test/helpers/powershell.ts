@@ -1,0 +1,193 @@
+// PowerShell source read without a PowerShell (none can be installed here): tree-sitter's
+// PowerShell grammar (tree-sitter-powershell, a third-party grammar run as WebAssembly, not
+// PowerShell's own parser) parses a script, and these helpers read its literals: the script-level
+// data, the calls of a command, a function's body.
+import { createRequire } from 'node:module';
+import v8 from 'node:v8';
+import { Language, Parser, type Node, type Tree } from 'web-tree-sitter';
+
+const require = createRequire(import.meta.url);
+let parser: Promise<Parser> | null = null;
+
+async function load(): Promise<Parser> {
+  // V8 optimizes a large WebAssembly module in the background and the process waits for that
+  // at exit: 15-50 s of CPU for this grammar, measured. Its baseline code parses the script in
+  // well under a second.
+  v8.setFlagsFromString('--liftoff-only');
+  await Parser.init();
+  const language = await Language.load(require.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
+  const p = new Parser();
+  p.setLanguage(language);
+  return p;
+}
+
+export async function parsePowerShell(source: string): Promise<Tree> {
+  parser ??= load();
+  const tree = (await parser).parse(source);
+  if (!tree) throw new Error('tree-sitter returned no tree');
+  return tree;
+}
+
+const children = (n: Node): Node[] => n.namedChildren.filter((c): c is Node => c !== null);
+
+/** Where the grammar could not parse: ERROR and MISSING nodes, with their line. */
+export function syntaxErrors(tree: Tree): string[] {
+  const found: string[] = [];
+  const walk = (n: Node): void => {
+    if (n.isError || n.isMissing)
+      found.push(
+        `line ${n.startPosition.row + 1}: ${n.isMissing ? `missing ${n.type}` : n.text.slice(0, 60)}`,
+      );
+    for (const c of n.children) if (c) walk(c);
+  };
+  walk(tree.rootNode);
+  return found;
+}
+
+// Expression layers the grammar nests around every operand; a literal sits at the bottom.
+const WRAPPERS = new Set([
+  'pipeline',
+  'pipeline_chain',
+  'logical_expression',
+  'bitwise_expression',
+  'comparison_expression',
+  'additive_expression',
+  'multiplicative_expression',
+  'format_expression',
+  'range_expression',
+  'array_literal_expression',
+  'unary_expression',
+  'left_assignment_expression',
+  'statement_list',
+]);
+
+function unwrap(n: Node): Node {
+  let node = n;
+  for (;;) {
+    const c = children(node);
+    if (!WRAPPERS.has(node.type) || c.length !== 1) return node;
+    node = c[0]!;
+  }
+}
+
+export type PsValue = string | number | boolean | null | PsValue[] | { [key: string]: PsValue };
+
+/**
+ * The value of a literal expression: strings (single-quoted, or double-quoted without
+ * variables or escapes), integers, $true/$false/$null, @(…) arrays, a, b lists, @{…} tables.
+ * Throws on anything that would need evaluating.
+ */
+export function literal(n: Node): PsValue {
+  const node = unwrap(n);
+  switch (node.type) {
+    case 'array_literal_expression':
+    case 'statement_list':
+      return children(node).flatMap((c) => {
+        const v = literal(c);
+        return node.type === 'statement_list' && Array.isArray(v) ? v : [v];
+      });
+    case 'array_expression': {
+      const body = children(node)[0];
+      if (!body) return [];
+      const v = literal(body);
+      return Array.isArray(v) ? v : [v];
+    }
+    case 'string_literal': {
+      const text = node.text;
+      if (text.startsWith("'")) return text.slice(1, -1).replace(/''/g, "'");
+      if (/[$`]/.test(text.slice(1, -1))) throw new Error(`not a literal: ${text}`);
+      return text.slice(1, -1);
+    }
+    case 'integer_literal':
+      return Number(node.text);
+    case 'variable': {
+      const v = { $true: true, $false: false, $null: null } as Record<string, PsValue>;
+      if (node.text.toLowerCase() in v) return v[node.text.toLowerCase()]!;
+      throw new Error(`not a literal: ${node.text}`);
+    }
+    case 'hash_literal_expression': {
+      const out: Record<string, PsValue> = {};
+      const body = children(node)[0];
+      for (const entry of body ? children(body) : []) {
+        const [key, value] = children(entry);
+        out[key!.text] = literal(value!);
+      }
+      return out;
+    }
+    default:
+      throw new Error(`not a literal (${node.type}): ${node.text.slice(0, 60)}`);
+  }
+}
+
+/** The script-level `$Name = <value>` assignments, by name (without `$`). */
+export function scriptAssignments(tree: Tree): Map<string, Node> {
+  const out = new Map<string, Node>();
+  const list = children(tree.rootNode).find((c) => c.type === 'statement_list');
+  for (const statement of list ? children(list) : []) {
+    const assignment = children(statement).find((c) => c.type === 'assignment_expression');
+    if (!assignment) continue;
+    const [left, , value] = children(assignment);
+    const name = unwrap(left!);
+    if (name.type === 'variable' && value) out.set(name.text.slice(1), value);
+  }
+  return out;
+}
+
+/** A script-level literal assignment's value. */
+export function scriptValue(tree: Tree, name: string): PsValue {
+  const node = scriptAssignments(tree).get(name);
+  if (!node) throw new Error(`no script-level $${name} = …`);
+  return literal(node);
+}
+
+export function functionNode(tree: Tree, name: string): Node {
+  const fn = tree.rootNode
+    .descendantsOfType('function_statement')
+    .find((f) => f && children(f).find((c) => c.type === 'function_name')?.text === name);
+  if (!fn) throw new Error(`no function ${name}`);
+  return fn;
+}
+
+export interface CommandCall {
+  /** The function it is in, or '' at script level. */
+  inFunction: string;
+  /** Each argument: its literal value, or its source text when it is not a literal. */
+  args: { value?: PsValue; text: string }[];
+  line: number;
+}
+
+/** Every call of a command (a function or cmdlet) in the tree or under `within`. */
+export function commandCalls(tree: Tree, name: string, within?: Node): CommandCall[] {
+  const root = within ?? tree.rootNode;
+  return root
+    .descendantsOfType('command')
+    .filter((c): c is Node => c !== null && children(c)[0]?.text === name)
+    .map((c) => {
+      const elements = children(c).find((e) => e.type === 'command_elements');
+      const args = (elements ? children(elements) : [])
+        .filter((e) => e.type !== 'command_argument_sep')
+        .map((e) => {
+          try {
+            return { value: literal(e), text: e.text };
+          } catch {
+            return { text: e.text };
+          }
+        });
+      return { inFunction: enclosingFunction(c), args, line: c.startPosition.row + 1 };
+    });
+}
+
+export function enclosingFunction(n: Node): string {
+  for (let p = n.parent; p; p = p.parent) {
+    if (p.type === 'function_statement') return children(p).find((c) => c.type === 'function_name')!.text;
+  }
+  return '';
+}
+
+/** Every string literal's value under a node (single-quoted, and double-quoted ones as written). */
+export function stringLiterals(n: Node): string[] {
+  return n
+    .descendantsOfType('string_literal')
+    .filter((s): s is Node => s !== null)
+    .map((s) => (s.text.startsWith("'") ? s.text.slice(1, -1).replace(/''/g, "'") : s.text.slice(1, -1)));
+}
