@@ -26,34 +26,25 @@ import {
   syntaxErrors,
   type PsValue,
 } from '../helpers/powershell.ts';
+import { WindowsBootstrap } from '../helpers/windows-bootstrap.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const SCRIPT = path.join(repo, 'bootstrap/windows.ps1');
 const LINUX = path.join(repo, 'bootstrap/linux.sh');
-const source = readFileSync(SCRIPT, 'utf8');
 const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-windows-bootstrap-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+let win: WindowsBootstrap;
 let tree: Tree;
+let source: string;
 before(async () => {
-  tree = await parsePowerShell(source);
+  win = await WindowsBootstrap.load();
+  ({ tree, source } = win);
 });
 
 const str = (v: PsValue): string => {
   assert.equal(typeof v, 'string', JSON.stringify(v));
   return v as string;
 };
-/** A .NET pattern as a JavaScript RegExp: it may use only syntax both engines read alike. */
-function jsRegex(p: string, what: string, flags = ''): RegExp {
-  assert.doesNotMatch(
-    p,
-    /\(\?[<!=imnsx]|\\[AzZGpP]|\$\d|\[\^?\]/,
-    `${what}: a construct .NET and JavaScript read differently`,
-  );
-  return new RegExp(p, flags);
-}
-/** A script-level pattern of the script. */
-const pattern = (name: string): RegExp => jsRegex(str(scriptValue(tree, name)), name);
 
 /** The events linux.sh's follow_runner emits for these runner output lines (run by sh). */
 function linuxRunnerEvents(lines: string[]): string[] {
@@ -105,8 +96,6 @@ describe('bootstrap/windows.ps1', () => {
     });
 
     it('parses rendered config lines back into the values (CRLF too); other lines are ignored', () => {
-      const line = pattern('ConfigLinePattern');
-      const keys = new Set(scriptValue(tree, 'ConfigKeys') as string[]);
       const values = {
         HATCHERY_VM: 'hatchery-win-1-1-abc123',
         HATCHERY_JITCONFIG: 'eyJhIjoiYj09In0=',
@@ -114,15 +103,11 @@ describe('bootstrap/windows.ps1', () => {
         HATCHERY_CHANNEL_TOKEN: 'hatchery-win-1-1-abc123.c2VjcmV0',
         HATCHERY_NEW_KEY: 'from a later service',
       };
-      // As ConvertFrom-GuestConfig: split on \n, drop a trailing \r, match, keep known keys.
-      const parse = (text: string) => {
-        const out: Record<string, string> = {};
-        for (const raw of text.split('\n')) {
-          const m = line.exec(raw.replace(/\r$/, ''));
-          if (m && keys.has(m[1]!)) out[m[1]!] = m[2]!;
-        }
-        return out;
-      };
+      const parse = (text: string) => win.parseConfig(text);
+      // The steps of parseConfig are ConvertFrom-GuestConfig's.
+      const fn = functionNode(tree, 'ConvertFrom-GuestConfig').text;
+      for (const step of ['-split "`n"', 'TrimEnd("`r")', '$ConfigLinePattern', '$ConfigKeys -ccontains'])
+        assert.ok(fn.includes(step), step);
       const { HATCHERY_NEW_KEY: _unknown, ...known } = values;
       const rendered = renderGuestConfig(values);
       assert.deepEqual(parse(rendered), known);
@@ -160,11 +145,8 @@ describe('bootstrap/windows.ps1', () => {
       const fn = functionNode(tree, 'Format-EventLine');
       const templates = fn.descendantsOfType('expandable_string_literal').map((s) => s!.text);
       assert.deepEqual(templates, ['"event $Seq $Name"', '"$line $clean"']);
-      // The two templates, filled in as PowerShell expands them.
-      const format = (seq: number, name: string, detail: string) => {
-        const line = `event ${seq} ${name}`;
-        return detail === '' ? line : `${line} ${detail}`;
-      };
+      // WindowsBootstrap.eventLine fills in these two templates (and cleans the detail).
+      const format = (seq: number, name: string, detail: string) => win.eventLine(seq, name, detail);
       for (const [seq, name, detail] of [
         [1, 'booted', ''],
         [2, 'registered', ''],
@@ -177,15 +159,15 @@ describe('bootstrap/windows.ps1', () => {
     });
 
     it('cleans a detail as the protocol says: no control characters, at most 400 bytes', () => {
-      const strip = jsRegex(str(scriptValue(tree, 'DetailStripPattern')), 'DetailStripPattern', 'g');
-      const max = scriptValue(tree, 'DetailMaxBytes');
-      assert.equal(max, 400);
-      // As ConvertTo-EventDetail: strip, then drop characters from the end until it fits.
-      const clean = (text: string) => {
-        let c = text.replace(strip, '');
-        while (Buffer.byteLength(c) > 400) c = c.slice(0, -1);
-        return c;
-      };
+      assert.equal(scriptValue(tree, 'DetailMaxBytes'), 400);
+      const fn = functionNode(tree, 'ConvertTo-EventDetail').text;
+      for (const step of [
+        '$DetailStripPattern',
+        'GetByteCount($clean) -gt $DetailMaxBytes',
+        '$clean.Length - 1',
+      ])
+        assert.ok(fn.includes(step), step);
+      const clean = (text: string) => win.cleanDetail(text);
       const detail = clean(`a\tb\r\nc\u0000\u007f${'é'.repeat(300)}`);
       assert.ok(detail.startsWith('abc'));
       assert.ok(Buffer.byteLength(detail) <= 400 && Buffer.byteLength(detail) >= 399);
@@ -193,11 +175,6 @@ describe('bootstrap/windows.ps1', () => {
     });
 
     it('turns runner output into the events linux.sh emits for the same lines', () => {
-      const patterns = scriptValue(tree, 'RunnerPatterns') as {
-        Event: string;
-        Pattern: string;
-        Once: boolean;
-      }[];
       const lines = [
         '√ Connected to GitHub',
         "Current runner version: '2.321.0'",
@@ -207,17 +184,7 @@ describe('bootstrap/windows.ps1', () => {
         '2026-12-02 10:00:30Z: Job build completed with result: Succeeded',
         '2026-12-02 10:00:31Z: Job x completed with result: a completed with result: Failed',
       ];
-      // As Read-RunnerOutput with Get-RunnerEvent: first matching pattern, group 1, `Once` once.
-      const events: string[] = [];
-      let registered = false;
-      for (const l of lines) {
-        const p = patterns.find((q) => jsRegex(q.Pattern, q.Event).test(l));
-        if (!p) continue;
-        if (p.Once && registered) continue;
-        if (p.Once) registered = true;
-        const detail = new RegExp(p.Pattern).exec(l)![1] ?? '';
-        events.push(detail ? `${p.Event} ${detail}` : p.Event);
-      }
+      const events = win.runnerEvents(lines);
       assert.deepEqual(events, linuxRunnerEvents(lines));
       assert.equal(events.length, 4);
     });
@@ -235,7 +202,7 @@ describe('bootstrap/windows.ps1', () => {
     });
 
     it('takes the JIT configs GitHub mints and refuses anything a command line could misread', () => {
-      const jit = pattern('JitPattern');
+      const jit = win.pattern('JitPattern');
       const minted = Buffer.from(JSON.stringify({ '.runner': 'x', '.credentials': 'y' })).toString('base64');
       assert.ok(jit.test(minted));
       for (const bad of ['', 'abc def', 'abc&calc', 'abc"', 'abc\r\n', 'a|b', '%PATH%', 'a^b'])
@@ -243,11 +210,11 @@ describe('bootstrap/windows.ps1', () => {
     });
 
     it('validates the work dir and a static network before they reach a command line', () => {
-      const work = pattern('WorkDirPattern');
+      const work = win.pattern('WorkDirPattern');
       for (const ok of ['C:\\actions-runner', 'D:\\ci\\runner 2', 'C:\\']) assert.ok(work.test(ok), ok);
       for (const bad of ['C:\\a"&calc', 'C:\\a%PATH%', 'relative\\dir', '\\\\server\\share', 'C:\\a\nb'])
         assert.ok(!work.test(bad), JSON.stringify(bad));
-      const net = pattern('StaticNetPattern');
+      const net = win.pattern('StaticNetPattern');
       assert.deepEqual(net.exec('static:10.0.2.15/24,10.0.2.2')?.slice(1), ['10.0.2.15', '24', '10.0.2.2']);
       assert.deepEqual(net.exec('static:10.0.2.15/24')?.slice(1, 3), ['10.0.2.15', '24']);
       for (const bad of ['static:10.0.2.15', 'static:10.0.2.15/24,gw', 'static:a/24'])
