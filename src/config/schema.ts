@@ -2,7 +2,7 @@
 // (snake_case) so that docs, file, env variables and error messages all use one spelling.
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
-import { guestOsSchema, poolRunnerSchema, SHA256_HEX } from '../guest/os.ts';
+import { guestOsSchema, NO_WINDOWS_GUESTS, poolRunnerSchema, SHA256_HEX } from '../guest/os.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
 import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '../remote/config.ts';
 
@@ -301,6 +301,14 @@ function resolveProviders(
           : `required when several providers are configured (${names.join(', ')})`,
       });
     } else {
+      const noWindows = os === 'windows' ? NO_WINDOWS_GUESTS[section.kind] : undefined;
+      if (noWindows)
+        ctx.issues.push({
+          code: 'custom',
+          path: ['pools', i, 'os'],
+          input: os,
+          message: `the ${section.kind} provider cannot serve os = "windows": ${noWindows} (docs/guest-protocol.md, "Windows guests")`,
+        });
       const r = PROVIDER_KINDS[section.kind].poolSettings.safeParse(extra);
       if (r.success) settings = r.data;
       else report(['pools', i], r.error.issues);

@@ -13,6 +13,15 @@ export type GuestOs = (typeof GUEST_OSES)[number];
 /** The bootstrap script of each OS, under bootstrap/. */
 export const BOOTSTRAP_FILES: Record<GuestOs, string> = { linux: 'linux.sh', windows: 'windows.ps1' };
 
+/**
+ * Provider kinds that cannot hand a Windows guest its config, and why: a Windows pool on one is a
+ * config error rather than VMs that boot and wait for a config that never comes.
+ */
+export const NO_WINDOWS_GUESTS: Readonly<Record<string, string>> = {
+  qemu: 'it hands the config over through fw_cfg, which Windows cannot read',
+  vagrant: 'its Vagrantfile copies and starts the bootstrap with sh over SSH',
+};
+
 export interface RunnerDownload {
   url: string;
   sha256: string;

@@ -128,7 +128,9 @@ describe('loadConfig', () => {
   });
 
   describe('windows pools (os = "windows")', () => {
-    const load = (toml: string) => loadConfig({ cwd: dir, file: write('win.toml', toml), env: {} }).config;
+    const load = (toml: string) =>
+      loadConfig({ cwd: dir, file: write('win.toml', `${PROVIDERS}${toml}`), env: {} }).config;
+    const PROVIDERS = '[providers.cloud]\nkind = "command"\ncommand = ["/bin/true"]\n';
     const WIN = '[[pools]]\nname = "win"\nlabels = ["windows"]\nos = "windows"\nimage = "windows-2022"\n';
 
     it('declares a pool whose guests run windows.ps1 with the runner of their image, or their own', () => {
@@ -168,6 +170,26 @@ describe('loadConfig', () => {
         [`${WIN}runner = { url = "http://x/r.zip" }\n`, /pools\.0\.runner\.sha256/],
       ];
       for (const [toml, error] of cases) assert.throws(() => load(toml), error, toml);
+    });
+
+    it('refuses a Windows pool on a provider that cannot hand Windows its config (qemu, vagrant)', () => {
+      for (const [kind, why] of [
+        ['qemu', /fw_cfg, which Windows cannot read/],
+        ['vagrant', /sh over SSH/],
+      ] as const) {
+        const file = write('win-kind.toml', `[providers.p]\nkind = "${kind}"\n${WIN}`);
+        assert.throws(
+          () => loadConfig({ cwd: dir, file, env: {} }),
+          (e: Error) => {
+            assert.match(
+              e.message,
+              new RegExp(`pools\\.0\\.os: the ${kind} provider cannot serve os = "windows"`),
+            );
+            assert.match(e.message, why);
+            return true;
+          },
+        );
+      }
     });
   });
 
