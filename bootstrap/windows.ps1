@@ -191,6 +191,7 @@ function Write-Log {
   $line = "hatchery: $Message"
   [Console]::Error.WriteLine($line)
   try { Add-Content -LiteralPath $LogFile -Value $line -Encoding UTF8 } catch { }
+  if ($script:Serial -is [bool]) { return } # no serial port: not tried again
   try {
     if ($null -eq $script:Serial) {
       $script:Serial = New-Object System.IO.Ports.SerialPort 'COM1', 115200
@@ -199,7 +200,7 @@ function Write-Log {
     }
     $script:Serial.WriteLine($line)
   } catch {
-    $script:Serial = $false # no serial port: do not try again
+    $script:Serial = $false
   }
 }
 
