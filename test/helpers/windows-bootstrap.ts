@@ -27,6 +27,8 @@ export interface RunnerPattern {
 }
 
 export class WindowsBootstrap {
+  readonly path = WINDOWS_BOOTSTRAP;
+
   private constructor(
     readonly source: string,
     readonly tree: Tree,

@@ -183,7 +183,7 @@ describe('packer/windows-runner files', () => {
   it('the answer file is well-formed XML and agrees with the template and the CD', () => {
     const xml = path.join(TEMPLATE_DIR, 'autounattend.xml');
     const check = spawnSync(
-      'python3',
+      '/usr/bin/python3',
       ['-c', 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])', xml],
       {
         encoding: 'utf8',

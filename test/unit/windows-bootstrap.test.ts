@@ -113,6 +113,11 @@ describe('bootstrap/windows.ps1', () => {
       assert.deepEqual(parse(rendered), known);
       assert.deepEqual(parse(rendered.replace(/\n/g, '\r\n')), known);
       assert.deepEqual(parse(`#!/bin/sh\nexport PATH\n${rendered}lower_case=x\n=x\n`), known);
+      // A user_data that carries both bootstraps beside the config (as a Linux-style user_data
+      // script might): no line of either script is taken for config.
+      const both = [LINUX, win.path].map((f) => readFileSync(f, 'utf8')).join('\n');
+      assert.deepEqual(parse(`${both}\n${rendered}${both}`), known);
+      assert.deepEqual(parse(both), {});
     });
   });
 
