@@ -60,6 +60,15 @@ function copyTemplate(): string {
 }
 const bootstrapVar = { bootstrap: path.join(repo, 'bootstrap/windows.ps1') };
 const hcl = () => readFileSync(path.join(TEMPLATE_DIR, TEMPLATE), 'utf8');
+/** Python's XML parser (expat) on a file: status 0 when it is well-formed. */
+const xmlCheck = (file: string) =>
+  spawnSync(
+    '/usr/bin/python3',
+    ['-c', 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])', file],
+    {
+      encoding: 'utf8',
+    },
+  );
 
 after(() => {
   rmSync(root, { recursive: true, force: true });
@@ -182,14 +191,11 @@ describe('packer/windows-runner files', () => {
 
   it('the answer file is well-formed XML and agrees with the template and the CD', () => {
     const xml = path.join(TEMPLATE_DIR, 'autounattend.xml');
-    const check = spawnSync(
-      '/usr/bin/python3',
-      ['-c', 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])', xml],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const check = xmlCheck(xml);
     assert.equal(check.status, 0, check.stderr);
+    const broken = path.join(root, 'broken.xml');
+    writeFileSync(broken, readFileSync(xml, 'utf8').replace('</ImageInstall>', ''));
+    assert.notEqual(xmlCheck(broken).status, 0, 'the XML check can fail');
     const text = readFileSync(xml, 'utf8');
     const password = /build_password\s*=\s*"([^"]+)"/.exec(hcl())![1]!;
     const values = [
@@ -224,6 +230,22 @@ describe('packer/windows-runner files', () => {
       /winrm_password\s*=\s*local\.build_password\n/,
       'one build password, beside its reason',
     );
+  });
+
+  it("seal.ps1's answer file, filled in as PowerShell expands it, is well-formed XML", () => {
+    const text = readFileSync(path.join(TEMPLATE_DIR, 'seal.ps1'), 'utf8');
+    const block = /\$commands \+= @"\n([\s\S]*?)\n"@/.exec(text)![1]!;
+    const answer = /\$answer = @"\n([\s\S]*?)\n"@/.exec(text)![1]!;
+    const commands = ['net.exe user Administrator /active:no', 'sc.exe config WinRM start= disabled']
+      .map((c, i) => `${block.replace('$($i + 1)', String(i + 1)).replace('$($specialize[$i])', c)}\n`)
+      .join('');
+    const filled = answer.replace('$commands', commands).replace('$random', 'q83vEjRWeJ==aA1!');
+    assert.doesNotMatch(filled, /\$/, 'every variable was filled in');
+    const file = path.join(root, 'hatchery-vm.xml');
+    writeFileSync(file, filled);
+    const check = xmlCheck(file);
+    assert.equal(check.status, 0, check.stderr);
+    assert.match(filled, /<Order>2<\/Order>\s*<Path>sc\.exe config WinRM start= disabled<\/Path>/);
   });
 
   it('installs windows.ps1 as a startup task running as SYSTEM, and the runner from the verified zip', () => {
