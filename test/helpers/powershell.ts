@@ -191,3 +191,54 @@ export function stringLiterals(n: Node): string[] {
     .filter((s): s is Node => s !== null)
     .map((s) => (s.text.startsWith("'") ? s.text.slice(1, -1).replace(/''/g, "'") : s.text.slice(1, -1)));
 }
+
+// Parameters and operators that Windows PowerShell 5.1 (what Windows Server ships) lacks: each
+// came with PowerShell 6 or 7. A parser of the newer language accepts them; 5.1 does not.
+const NEWER_PARAMETERS: Record<string, string[]> = {
+  'Invoke-WebRequest': [
+    '-SkipCertificateCheck',
+    '-SkipHttpErrorCheck',
+    '-StatusCodeVariable',
+    '-Resume',
+    '-Authentication',
+    '-Token',
+  ],
+  'Invoke-RestMethod': [
+    '-SkipCertificateCheck',
+    '-SkipHttpErrorCheck',
+    '-StatusCodeVariable',
+    '-Resume',
+    '-Authentication',
+    '-Token',
+  ],
+  'ForEach-Object': ['-Parallel'],
+  'Get-Content': ['-AsByteStream'],
+  'Set-Content': ['-AsByteStream'],
+  'ConvertFrom-Json': ['-AsHashtable', '-Depth'],
+  'Start-Process': ['-Environment'],
+};
+
+/**
+ * What in a script needs a PowerShell newer than 5.1, or trips 5.1: `&&`/`||` between
+ * pipelines, the parameters above, and an Invoke-WebRequest without -UseBasicParsing (5.1
+ * otherwise parses the answer with Internet Explorer's engine, absent on Server Core).
+ */
+export function newerThan51(tree: Tree): string[] {
+  const found: string[] = [];
+  for (const n of tree.rootNode.descendantsOfType(['&&', '||'])) {
+    if (n) found.push(`line ${n.startPosition.row + 1}: ${n.type} between pipelines (PowerShell 7)`);
+  }
+  for (const [command, params] of Object.entries(NEWER_PARAMETERS)) {
+    for (const call of commandCalls(tree, command)) {
+      for (const arg of call.args) {
+        if (params.some((p) => p.toLowerCase() === arg.text.toLowerCase()))
+          found.push(`line ${call.line}: ${command} ${arg.text} (PowerShell 6+)`);
+      }
+    }
+  }
+  for (const call of commandCalls(tree, 'Invoke-WebRequest')) {
+    if (!call.args.some((a) => a.text.toLowerCase() === '-usebasicparsing'))
+      found.push(`line ${call.line}: Invoke-WebRequest without -UseBasicParsing`);
+  }
+  return found;
+}

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { commandCalls, parsePowerShell, syntaxErrors } from '../helpers/powershell.ts';
+import { commandCalls, newerThan51, parsePowerShell, syntaxErrors } from '../helpers/powershell.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const TEMPLATE_DIR = path.join(repo, 'packer/windows-runner');
@@ -181,6 +181,7 @@ describe('packer/windows-runner files', () => {
     for (const f of ['provision.ps1', 'seal.ps1', 'enable-winrm.ps1']) {
       const text = readFileSync(path.join(TEMPLATE_DIR, f), 'utf8');
       assert.deepEqual(syntaxErrors(await parsePowerShell(text)), [], f);
+      assert.deepEqual(newerThan51(await parsePowerShell(text)), [], `${f}: Windows PowerShell 5.1`);
       assert.notDeepEqual(
         syntaxErrors(await parsePowerShell(`${text}\nif ($true) {\n  Write-Host 'never closed'\n`)),
         [],

@@ -20,6 +20,7 @@ import {
   commandCalls,
   enclosingFunction,
   functionNode,
+  newerThan51,
   parsePowerShell,
   scriptValue,
   stringLiterals,
@@ -76,6 +77,17 @@ describe('bootstrap/windows.ps1', () => {
         assert.notEqual(text, source, `case ${i} changed nothing`);
         assert.notDeepEqual(syntaxErrors(await parsePowerShell(text)), [], `case ${i} parsed`);
       }
+    });
+
+    it('uses nothing newer than Windows PowerShell 5.1 (and the check finds what is)', async () => {
+      assert.deepEqual(newerThan51(tree), []);
+      const newer = source
+        .replace('-UseBasicParsing -Uri $url', '-Uri $url')
+        .replace(
+          'Remove-Item -LiteralPath $archive -Force\n',
+          'Remove-Item -LiteralPath $archive -Force && Write-Log x\n',
+        );
+      assert.equal(newerThan51(await parsePowerShell(newer)).length, 2);
     });
 
     it('is plain ASCII (Windows PowerShell 5.1 reads a file without a BOM in the ANSI code page)', () => {
