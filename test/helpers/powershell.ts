@@ -242,3 +242,123 @@ export function newerThan51(tree: Tree): string[] {
   }
   return found;
 }
+
+// The cmdlets these scripts may call: each one is in Windows PowerShell 5.1 on Windows Server
+// 2019/2022 (Microsoft.PowerShell.*, NetTCPIP, NetAdapter, NetSecurity, NetConnection,
+// ScheduledTasks, CimCmdlets, Microsoft.PowerShell.LocalAccounts, Microsoft.PowerShell.Archive).
+// A name outside this list and the script's own functions is a typo or needs a check first.
+export const KNOWN_CMDLETS = new Set(
+  [
+    'Add-Content',
+    'Add-LocalGroupMember',
+    'ConvertTo-SecureString',
+    'Copy-Item',
+    'Expand-Archive',
+    'Get-ChildItem',
+    'Get-CimInstance',
+    'Get-Date',
+    'Get-FileHash',
+    'Get-NetAdapter',
+    'Get-NetConnectionProfile',
+    'Get-NetIPAddress',
+    'Invoke-WebRequest',
+    'Join-Path',
+    'New-Item',
+    'New-LocalUser',
+    'New-NetFirewallRule',
+    'New-NetIPAddress',
+    'New-Object',
+    'New-ScheduledTaskAction',
+    'New-ScheduledTaskPrincipal',
+    'New-ScheduledTaskSettingsSet',
+    'New-ScheduledTaskTrigger',
+    'Out-Null',
+    'Register-ScheduledTask',
+    'Remove-Item',
+    'Remove-ItemProperty',
+    'Remove-NetIPAddress',
+    'Restart-Service',
+    'Select-Object',
+    'Set-Content',
+    'Set-ItemProperty',
+    'Set-NetConnectionProfile',
+    'Set-NetIPInterface',
+    'Set-Service',
+    'Set-StrictMode',
+    'Sort-Object',
+    'Start-Sleep',
+    'Test-Path',
+    'Where-Object',
+    'Write-Host',
+    // Windows' own programs, in System32.
+    'icacls.exe',
+    'powercfg.exe',
+    'winrm.cmd',
+  ].map((c) => c.toLowerCase()),
+);
+
+const AUTOMATIC = new Set([
+  '_',
+  'true',
+  'false',
+  'null',
+  'lastexitcode',
+  'erroractionpreference',
+  'progresspreference',
+  'psscriptroot',
+  'args',
+  'matches',
+  'host',
+]);
+
+/** `$script:Foo`, `${foo}`, `@foo` → `foo`; `$env:X` → null (not a variable of the script). */
+function variableName(text: string): { name: string; script: boolean } | null {
+  const m = /^[$@]\{?(?:(script|env|global|local):)?([A-Za-z_][A-Za-z0-9_]*)\}?$/.exec(text);
+  if (!m || m[1] === 'env') return null;
+  return { name: m[2]!.toLowerCase(), script: m[1] === 'script' };
+}
+
+/**
+ * Names a script uses but never defines, which only running it would reveal (Set-StrictMode
+ * makes such a variable fatal, a misspelt command is fatal anyway): commands that are neither
+ * its functions nor KNOWN_CMDLETS, and variables read in a function that neither it (parameter,
+ * assignment, loop variable) nor the script level assigns.
+ */
+export function unresolvedNames(tree: Tree): string[] {
+  const found: string[] = [];
+  const functions = new Set(
+    tree.rootNode.descendantsOfType('function_name').map((f) => f!.text.toLowerCase()),
+  );
+  for (const c of tree.rootNode.descendantsOfType('command_name')) {
+    const name = c!.text.toLowerCase();
+    if (!functions.has(name) && !KNOWN_CMDLETS.has(name))
+      found.push(`line ${c!.startPosition.row + 1}: command ${c!.text}`);
+  }
+  // Where each variable gets a value: its function ('' = script level) → names.
+  const defined = new Map<string, Set<string>>();
+  const define = (fn: string, text: string, script = false) => {
+    const v = variableName(text);
+    if (!v) return;
+    const scope = v.script || script ? '' : fn;
+    if (!defined.has(scope)) defined.set(scope, new Set());
+    defined.get(scope)!.add(v.name);
+  };
+  for (const a of tree.rootNode.descendantsOfType('left_assignment_expression'))
+    define(enclosingFunction(a!), unwrap(a!).text);
+  for (const p of tree.rootNode.descendantsOfType('script_parameter')) {
+    const v = children(p!).find((c) => c.type === 'variable');
+    if (v) define(enclosingFunction(p!), v.text);
+  }
+  for (const f of tree.rootNode.descendantsOfType('foreach_statement')) {
+    const v = children(f!).find((c) => c.type === 'variable');
+    if (v) define(enclosingFunction(f!), v.text);
+  }
+  for (const v of tree.rootNode.descendantsOfType('variable')) {
+    const name = variableName(v!.text);
+    if (!name || AUTOMATIC.has(name.name)) continue;
+    const fn = name.script ? '' : enclosingFunction(v!);
+    if (defined.get(fn)?.has(name.name) || defined.get('')?.has(name.name)) continue;
+    found.push(`line ${v!.startPosition.row + 1}: variable ${v!.text}${fn ? ` in ${fn}` : ''}`);
+  }
+  return found;
+}

@@ -12,7 +12,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { commandCalls, newerThan51, parsePowerShell, syntaxErrors } from '../helpers/powershell.ts';
+import {
+  commandCalls,
+  newerThan51,
+  parsePowerShell,
+  syntaxErrors,
+  unresolvedNames,
+} from '../helpers/powershell.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const TEMPLATE_DIR = path.join(repo, 'packer/windows-runner');
@@ -182,6 +188,7 @@ describe('packer/windows-runner files', () => {
       const text = readFileSync(path.join(TEMPLATE_DIR, f), 'utf8');
       assert.deepEqual(syntaxErrors(await parsePowerShell(text)), [], f);
       assert.deepEqual(newerThan51(await parsePowerShell(text)), [], `${f}: Windows PowerShell 5.1`);
+      assert.deepEqual(unresolvedNames(await parsePowerShell(text)), [], `${f}: names`);
       assert.notDeepEqual(
         syntaxErrors(await parsePowerShell(`${text}\nif ($true) {\n  Write-Host 'never closed'\n`)),
         [],

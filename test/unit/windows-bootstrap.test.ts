@@ -25,6 +25,7 @@ import {
   scriptValue,
   stringLiterals,
   syntaxErrors,
+  unresolvedNames,
   type PsValue,
 } from '../helpers/powershell.ts';
 import { WindowsBootstrap } from '../helpers/windows-bootstrap.ts';
@@ -88,6 +89,24 @@ describe('bootstrap/windows.ps1', () => {
           'Remove-Item -LiteralPath $archive -Force && Write-Log x\n',
         );
       assert.equal(newerThan51(await parsePowerShell(newer)).length, 2);
+    });
+
+    it('calls only its own functions and known cmdlets, and reads only variables it sets', async () => {
+      assert.deepEqual(unresolvedNames(tree), []);
+      // The control: a misspelt function and variable in a copy are found.
+      const typos = source
+        .replace(
+          'Invoke-ChannelPump\n    Test-TeardownAsked\n    Start-Sleep',
+          'Invoke-ChanelPump\n    Test-TeardownAsked\n    Start-Sleep',
+        )
+        .replace(
+          '$script:Acked -lt $script:Events.Count -and (Get-Date) -lt $until',
+          '$script:Acked -lt $script:Events.Count -and (Get-Date) -lt $untill',
+        );
+      assert.deepEqual(
+        unresolvedNames(await parsePowerShell(typos)).map((f) => f.replace(/^line \d+: /, '')),
+        ['command Invoke-ChanelPump', 'variable $untill in Wait-ChannelFlushed'],
+      );
     });
 
     it('is plain ASCII (Windows PowerShell 5.1 reads a file without a BOM in the ANSI code page)', () => {
