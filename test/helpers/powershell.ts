@@ -362,3 +362,55 @@ export function unresolvedNames(tree: Tree): string[] {
   }
   return found;
 }
+
+/**
+ * Calls of the script's own functions that do not fit their param() blocks: a named argument
+ * they do not declare, or more positional arguments than they take.
+ */
+export function badCalls(tree: Tree): string[] {
+  const params = new Map<string, { name: string; isSwitch: boolean }[]>();
+  for (const f of tree.rootNode.descendantsOfType('function_statement')) {
+    const name = children(f!)
+      .find((c) => c.type === 'function_name')!
+      .text.toLowerCase();
+    params.set(
+      name,
+      f!.descendantsOfType('script_parameter').map((p) => ({
+        name: children(p!)
+          .find((c) => c.type === 'variable')!
+          .text.slice(1)
+          .toLowerCase(),
+        isSwitch: /\[switch\]/i.test(p!.text),
+      })),
+    );
+  }
+  const found: string[] = [];
+  for (const c of tree.rootNode.descendantsOfType('command')) {
+    const name = children(c!)[0]!;
+    const declared = params.get(name.text.toLowerCase());
+    if (name.type !== 'command_name' || !declared) continue;
+    const elements = children(c!).find((e) => e.type === 'command_elements');
+    const args = elements ? children(elements).filter((e) => e.type !== 'command_argument_sep') : [];
+    let positional = 0;
+    const byName = new Set<string>();
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i]!;
+      if (a.type !== 'command_parameter') {
+        positional++;
+        continue;
+      }
+      const p = declared.find((d) => d.name === a.text.slice(1).replace(/:$/, '').toLowerCase());
+      if (!p) found.push(`line ${a.startPosition.row + 1}: ${name.text} has no parameter ${a.text}`);
+      else if (!p.isSwitch) {
+        byName.add(p.name);
+        i++; // its value
+      }
+    }
+    const takes = declared.filter((d) => !d.isSwitch && !byName.has(d.name)).length;
+    if (positional > takes)
+      found.push(
+        `line ${c!.startPosition.row + 1}: ${name.text} takes ${takes} positional arguments, given ${positional}`,
+      );
+  }
+  return found;
+}

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import {
+  badCalls,
   commandCalls,
   newerThan51,
   parsePowerShell,
@@ -189,6 +190,7 @@ describe('packer/windows-runner files', () => {
       assert.deepEqual(syntaxErrors(await parsePowerShell(text)), [], f);
       assert.deepEqual(newerThan51(await parsePowerShell(text)), [], `${f}: Windows PowerShell 5.1`);
       assert.deepEqual(unresolvedNames(await parsePowerShell(text)), [], `${f}: names`);
+      assert.deepEqual(badCalls(await parsePowerShell(text)), [], `${f}: calls`);
       assert.notDeepEqual(
         syntaxErrors(await parsePowerShell(`${text}\nif ($true) {\n  Write-Host 'never closed'\n`)),
         [],

@@ -17,6 +17,7 @@ import { hostLines } from '../../src/core/guest-inbox.ts';
 import { renderGuestConfig } from '../../src/guest/config.ts';
 import { parseGuestLine, toLifecycleEvent } from '../../src/guest/protocol.ts';
 import {
+  badCalls,
   commandCalls,
   enclosingFunction,
   functionNode,
@@ -106,6 +107,23 @@ describe('bootstrap/windows.ps1', () => {
       assert.deepEqual(
         unresolvedNames(await parsePowerShell(typos)).map((f) => f.replace(/^line \d+: /, '')),
         ['command Invoke-ChanelPump', 'variable $untill in Wait-ChannelFlushed'],
+      );
+    });
+
+    it('calls its own functions as their param() blocks declare', async () => {
+      assert.deepEqual(badCalls(tree), []);
+      const wrong = source
+        .replace(
+          'Add-GuestEvent \'runner-exited\' "$code"\n  Complete-Bootstrap 0',
+          "Add-GuestEvent 'runner-exited' $code 'x'\n  Complete-Bootstrap 0",
+        )
+        .replace('Wait-ChannelFlushed 10', 'Wait-ChannelFlushed -Timeout 10');
+      assert.deepEqual(
+        badCalls(await parsePowerShell(wrong)).map((f) => f.replace(/^line \d+: /, '')),
+        [
+          'Wait-ChannelFlushed has no parameter -Timeout',
+          'Add-GuestEvent takes 2 positional arguments, given 3',
+        ],
       );
     });
 
