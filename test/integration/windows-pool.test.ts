@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'smol-toml';
 import { loadConfig } from '../../src/config/load.ts';
 import { sign } from '../../src/crypto/hmac.ts';
+import { opensslEncrypt } from '../../src/crypto/openssl.ts';
 import { renderGuestConfig } from '../../src/guest/config.ts';
 import { GUEST_MESSAGES_PATH } from '../../src/guest/protocol.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -27,6 +28,8 @@ import { WindowsBootstrap } from '../helpers/windows-bootstrap.ts';
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const REPO = 'spinw/spinw';
 const LINUX_RUNNER = { url: 'http://10.0.2.100/actions-runner-linux-x64.tar.gz', sha256: '1'.repeat(64) };
+const LEGACY_SECRET = 'spinw-webhook-secret';
+const LEGACY_PASSWORD = 'spinw-openssl-password';
 const WINDOWS_ZIP = { url: 'http://10.0.2.100/actions-runner-win-x64.zip', sha256: '2'.repeat(64) };
 
 describe('a Windows pool (os = "windows") on the in-memory provider', () => {
@@ -63,6 +66,13 @@ describe('a Windows pool (os = "windows") on the in-memory provider', () => {
         store: { path: path.join(dir, 'hatchery.db') },
         workers: { poll_ms: 20 },
         log: { level: 'silent' },
+        // SpinW's route, signed as the webhook action signs (its runners need not come online here).
+        legacy: {
+          enabled: true,
+          secret: LEGACY_SECRET,
+          openssl_password: LEGACY_PASSWORD,
+          wait_for_ready: false,
+        },
         providers: { mem: { kind: 'memory', images: ['tiny', 'windows-2022'] } },
         pools: [
           { name: 'win', labels: ['windows'], os: 'windows', image: 'windows-2022' },
@@ -180,6 +190,50 @@ describe('a Windows pool (os = "windows") on the in-memory provider', () => {
     await destroy(linux.runId, 'linux');
     await waitState(zip.name, ['destroyed']);
     await waitState(linux.name, ['destroyed']);
+  });
+
+  it("serves SpinW's legacy request for linux and windows: one VM in each pool", async () => {
+    const legacy = async (ghcontrol: string) => {
+      const body = JSON.stringify({
+        data: {
+          ghcontrol,
+          servers: 'linux, windows',
+          PAT: opensslEncrypt(ghToken, LEGACY_PASSWORD),
+          ID: '777_1',
+        },
+        repository: REPO,
+      });
+      const res = await fetch(`${service.url}/`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-hub-signature-256': sign('sha256', LEGACY_SECRET, body),
+        },
+        body,
+      });
+      return {
+        status: res.status,
+        json: (await res.json()) as { success: string; info: string; labels?: string[] },
+      };
+    };
+    const r = await legacy('create');
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.success, 'true', r.json.info);
+    const vms = (await service.store.listVms()).filter((v) => v.repository === REPO && v.runId === '777');
+    assert.deepEqual(vms.map((v) => v.pool).sort(), ['linux', 'win']);
+    const win = vms.find((v) => v.pool === 'win')!;
+    await waitState(win.name, ['booting']);
+    assert.equal(
+      provider.backend.get(win.name)!.spec.bootstrap,
+      readFileSync(path.join(repo, 'bootstrap/windows.ps1'), 'utf8'),
+    );
+    assert.ok(
+      r.json.labels?.includes(win.runnerLabels[1]!),
+      `${JSON.stringify(r.json.labels)} names the Windows runner`,
+    );
+    const d = await legacy('destroy');
+    assert.equal(d.json.success, 'true', d.json.info);
+    for (const v of vms) await waitState(v.name, ['destroyed']);
   });
 
   it('keeps the clear 400 for a label no pool serves', async () => {
