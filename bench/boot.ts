@@ -18,7 +18,7 @@ import {
   type BootImage,
 } from '../src/providers/qemu/command-line.ts';
 import type { VmSpec } from '../src/providers/provider.ts';
-import { BOOTSTRAP_PATH } from '../src/service.ts';
+import { BOOTSTRAP_PATHS } from '../src/service.ts';
 import { IMAGES_DIR } from '../test/helpers/images.ts';
 import { GUEST_GITHUB, Stack } from '../test/helpers/stack.ts';
 import { fmtMs, fmtRatio, median, progress } from './stats.ts';
@@ -38,7 +38,7 @@ async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<n
   const config = stack.service.config;
   const runners = createRunnersApi({ apiUrl: stack.fake.url, token: config.github.token! });
   const jit = await runners.generateJitConfig(REPO, { name, labels: [name], runnerGroupId: 1 });
-  const bootstrap = readFileSync(BOOTSTRAP_PATH, 'utf8');
+  const bootstrap = readFileSync(BOOTSTRAP_PATHS.linux, 'utf8');
   const spec: VmSpec = {
     name,
     pool: 'linux',

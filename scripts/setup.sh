@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # its box adds dropbear and scp to the tiny guest). openssh-server: the SSH tests run their own
 # sshd (/usr/sbin/sshd -D -f <config>) and the tiny-ssh guest takes its sftp-server.
 # debootstrap, openssh-client: packer/debian-runner/build.sh (the Debian runner image's e2e test).
+# python3: the Windows image's test reads its answer file with Python's XML parser.
 # No daemon starts on install (policy-rc.d below).
 PACKAGES="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils e2fsprogs openssl packer curl jq shellcheck
-  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client openssh-server debootstrap"
+  vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dropbear-bin openssh-client openssh-server debootstrap python3"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

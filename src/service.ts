@@ -16,6 +16,7 @@ import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
+import { BOOTSTRAP_FILES, GUEST_OSES, runnerFor, type GuestOs } from './guest/os.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -26,7 +27,10 @@ import { SshRemote } from './remote/remote.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/store.ts';
 
-export const BOOTSTRAP_PATH = packageFile('bootstrap', 'linux.sh');
+/** The bootstrap of each guest OS (a pool's `os`), read once at start-up. */
+export const BOOTSTRAP_PATHS = Object.fromEntries(
+  GUEST_OSES.map((os) => [os, packageFile('bootstrap', BOOTSTRAP_FILES[os])]),
+) as Record<GuestOs, string>;
 
 export interface ServiceOptions {
   config: Config;
@@ -104,7 +108,9 @@ export class HatcheryService {
           ? { url: config.runner.url, sha256: config.runner.sha256 }
           : null,
       runnerGroupId: config.github.runner_group_id,
-      bootstrap: readFileSync(BOOTSTRAP_PATH, 'utf8'),
+      bootstraps: Object.fromEntries(
+        GUEST_OSES.map((os) => [os, readFileSync(BOOTSTRAP_PATHS[os], 'utf8')]),
+      ) as Record<GuestOs, string>,
       remote: new SshRemote(config.ssh.state_dir, log.child({ component: 'ssh' })),
       channelUrl: (pool) => pool.channel_url ?? baseUrl(),
       instanceId: config.instance_id,
@@ -113,7 +119,7 @@ export class HatcheryService {
       notifier,
       crashPoint: crashPointFor(opts.crashAt),
     };
-    if (!ctx.runnerDownload)
+    if (config.pools.some((p) => runnerFor(p, ctx.runnerDownload) === null))
       log.warn('runner.url / runner.sha256 not set: VMs cannot be provisioned until they are');
     if (config.legacy.enabled && !config.legacy.secret)
       log.warn(

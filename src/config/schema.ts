@@ -2,6 +2,7 @@
 // (snake_case) so that docs, file, env variables and error messages all use one spelling.
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
+import { guestOsSchema, NO_WINDOWS_GUESTS, poolRunnerSchema, SHA256_HEX } from '../guest/os.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
 import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '../remote/config.ts';
 
@@ -52,6 +53,9 @@ export const poolSchema = z
       .url()
       .optional()
       .describe("the service's base URL as this pool's guests reach it (default server.public_url)"),
+    // The guests' OS and their runner download: src/guest/os.ts.
+    os: guestOsSchema,
+    runner: poolRunnerSchema,
     // SSH bootstrap and the prepare command: src/remote/config.ts.
     bootstrap: bootstrapMode,
     ssh: sshPoolSchema,
@@ -139,10 +143,7 @@ export const configSchema = z
     runner: z
       .object({
         url: z.string().url().optional().describe('runner tarball URL, as the guest reaches it'),
-        sha256: z
-          .string()
-          .regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits')
-          .optional(),
+        sha256: z.string().regex(SHA256_HEX, '64 lowercase hex digits').optional(),
       })
       .strict()
       .prefault({}),
@@ -208,6 +209,22 @@ export const configSchema = z
         }
         labels.set(l.toLowerCase(), p.name);
       }
+      if (p.os === 'windows') {
+        // The SSH bootstrap starts `sh` in the guest; a Windows image runs windows.ps1 at boot.
+        if (p.bootstrap === 'ssh')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pools', i, 'bootstrap'],
+            message:
+              'os = "windows" pools take the bootstrap from their provider ("ssh" starts a POSIX shell)',
+          });
+        if (p.image === 'tiny' || p.image === 'tiny-ssh')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pools', i, 'image'],
+            message: `os = "windows" needs a Windows image (packer/windows-runner), not the Linux test guest ${p.image}`,
+          });
+      }
     });
     if (c.legacy.enabled && !c.legacy.secret && !c.legacy.allow_unsigned) {
       ctx.addIssue({
@@ -256,8 +273,21 @@ function resolveProviders(
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
     const { bootstrap, ssh, prepare, ...rest } = p; // generic keys of src/remote/ (SSH)
-    const { name, labels, provider, image, cpus, memory, max_vms, channel, channel_url, timeouts, ...extra } =
-      rest;
+    const {
+      name,
+      labels,
+      provider,
+      image,
+      cpus,
+      memory,
+      max_vms,
+      channel,
+      channel_url,
+      os,
+      runner,
+      timeouts,
+      ...extra
+    } = rest;
     const providerName = provider ?? (names.length === 1 ? names[0]! : '');
     let settings: unknown = {};
     const section = c.providers[providerName];
@@ -271,6 +301,14 @@ function resolveProviders(
           : `required when several providers are configured (${names.join(', ')})`,
       });
     } else {
+      const noWindows = os === 'windows' ? NO_WINDOWS_GUESTS[section.kind] : undefined;
+      if (noWindows)
+        ctx.issues.push({
+          code: 'custom',
+          path: ['pools', i, 'os'],
+          input: os,
+          message: `the ${section.kind} provider cannot serve os = "windows": ${noWindows} (docs/guest-protocol.md, "Windows guests")`,
+        });
       const r = PROVIDER_KINDS[section.kind].poolSettings.safeParse(extra);
       if (r.success) settings = r.data;
       else report(['pools', i], r.error.issues);
@@ -285,6 +323,8 @@ function resolveProviders(
       max_vms,
       channel,
       channel_url,
+      os,
+      runner,
       bootstrap,
       ssh,
       prepare,

@@ -1,6 +1,7 @@
 // What the core needs from the outside world, handed in once by the composition root
 // (src/service.ts). The core reads no environment and opens no files of its own.
 import type { PoolConfig } from '../config/schema.ts';
+import type { GuestOs, RunnerDownload } from '../guest/os.ts';
 import type { RunnersApi } from '../github/runners.ts';
 import type { Logger } from '../log.ts';
 import type { Provider } from '../providers/provider.ts';
@@ -20,11 +21,11 @@ export interface CoreContext {
   runnersFor(vm: Pick<VmRecord, 'credential' | 'repository'>): RunnersApi;
   pools: PoolConfig[];
   maxVms: number;
-  /** Runner tarball as the guest downloads it. */
-  runnerDownload: { url: string; sha256: string } | null;
+  /** Runner tarball as the guest downloads it (`[runner]`; a pool may name its own). */
+  runnerDownload: RunnerDownload | null;
   runnerGroupId: number;
-  /** The bootstrap script handed to every VM. */
-  bootstrap: string;
+  /** The bootstrap script handed to each VM, by its pool's `os`. */
+  bootstraps: Record<GuestOs, string>;
   /** SSH: pools' `prepare` commands and `bootstrap = "ssh"` (src/remote/). */
   remote?: RemoteOps;
   /** The service's base URL as a pool's guests reach it (HTTP guest channel). */

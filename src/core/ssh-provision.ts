@@ -18,6 +18,8 @@ import { timeoutsFor } from './context.ts';
 export const PINNED_HOST_KEY = 'sshHostKey';
 
 export interface SshProvisionDeps {
+  /** The guest config entries that say where the runner comes from (guest/os.ts). */
+  runner: Record<string, string>;
   /** The guest config entries of the HTTP channel, with a new token (its hash recorded). */
   httpChannel(): Promise<Record<string, string>>;
   /** A new one-shot runner config, and the note to add when a stale registration was replaced. */
@@ -111,12 +113,11 @@ export async function provisionOverSsh(
       HATCHERY_VM: vm.name,
       // sshd answered: the network is up, as the image configured it.
       HATCHERY_NET: 'none',
-      HATCHERY_RUNNER_URL: ctx.runnerDownload!.url,
-      HATCHERY_RUNNER_SHA256: ctx.runnerDownload!.sha256,
+      ...deps.runner,
       HATCHERY_JITCONFIG: jit,
       ...channel,
     });
-    const started = await session.start({ script: ctx.bootstrap, config });
+    const started = await session.start({ script: ctx.bootstraps[pool.os], config });
     return [
       started
         ? `bootstrap started over SSH (${login})`

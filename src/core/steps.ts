@@ -5,6 +5,7 @@ import { ProviderError } from '../providers/provider.ts';
 import type { VmRecord } from '../store/store.ts';
 import type { CoreContext } from './context.ts';
 import { GUEST_MESSAGES_PATH } from '../guest/protocol.ts';
+import { runnerFor, runnerGuestConfig } from '../guest/os.ts';
 import { mintChannelToken } from './channel-token.ts';
 import type { LifecycleEvent } from './lifecycle.ts';
 import type { PoolConfig } from '../config/schema.ts';
@@ -42,8 +43,8 @@ export async function provision(
       ctx.log.info({ vm: vm.name }, 'adopted a VM created before a restart');
       return { type: 'created', note: 'adopted: the VM was created before the service restarted' };
     }
-    if (!ctx.runnerDownload)
-      throw new ProviderError('runner.url and runner.sha256 are not configured', false);
+    const runner = runnerFor(pool, ctx.runnerDownload);
+    if (!runner) throw new ProviderError('runner.url and runner.sha256 are not configured', false);
     const notes: string[] = [];
     // Before the VM starts (seed 000's board preparation); not again for a VM that exists.
     if (pool.prepare && !running) {
@@ -60,6 +61,7 @@ export async function provision(
           provider,
           running,
           {
+            runner: runnerGuestConfig(runner),
             httpChannel: () => httpChannel(ctx, vm, pool),
             mintJit: async () => {
               const { jit, replaced } = await mintJitConfig(ctx, vm);
@@ -74,9 +76,10 @@ export async function provision(
         running ? ['adopted: the VM was created before the service restarted', ...notes] : notes,
       );
     }
-    // The HTTP guest channel: for providers without one of their own, or when the pool asks.
-    // Its token is recorded (as a hash) before the VM exists, so its first message is accepted.
-    const http = pool.channel === 'http' || !provider.nativeChannel;
+    // The HTTP guest channel: for providers without one of their own, when the pool asks, and
+    // for Windows guests (windows.ps1 speaks no other). Its token is recorded (as a hash) before
+    // the VM exists, so its first message is accepted.
+    const http = pool.channel === 'http' || !provider.nativeChannel || pool.os === 'windows';
     const channel = http ? await httpChannel(ctx, vm, pool) : {};
     const { jit, replaced } = await mintJitConfig(ctx, vm);
     signal.throwIfAborted();
@@ -87,10 +90,9 @@ export async function provision(
         image: pool.image,
         cpus: pool.cpus,
         memoryMiB: pool.memory,
-        bootstrap: ctx.bootstrap,
+        bootstrap: ctx.bootstraps[pool.os],
         guestConfig: {
-          HATCHERY_RUNNER_URL: ctx.runnerDownload.url,
-          HATCHERY_RUNNER_SHA256: ctx.runnerDownload.sha256,
+          ...runnerGuestConfig(runner),
           HATCHERY_JITCONFIG: jit,
           ...channel,
         },

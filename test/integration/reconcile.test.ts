@@ -51,7 +51,7 @@ describe('reconciler sweeps', () => {
       maxVms: 8,
       runnerDownload: null,
       runnerGroupId: 1,
-      bootstrap: '',
+      bootstraps: { linux: '', windows: '' },
       instanceId: 'mine',
       clock: Date.now,
       log: silentLogger(),

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfig, maskSecrets } from '../../src/config/load.ts';
+import { runnerFor } from '../../src/guest/os.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,6 +125,72 @@ describe('loadConfig', () => {
     for (const secret of ['ghp_x', 'c'.repeat(16), '"pw"', 'a'.repeat(16)])
       assert.ok(!text.includes(secret), secret);
     assert.match(text, /"token":"\*{8}"/);
+  });
+
+  describe('windows pools (os = "windows")', () => {
+    const load = (toml: string) =>
+      loadConfig({ cwd: dir, file: write('win.toml', `${PROVIDERS}${toml}`), env: {} }).config;
+    const PROVIDERS = '[providers.cloud]\nkind = "command"\ncommand = ["/bin/true"]\n';
+    const WIN = '[[pools]]\nname = "win"\nlabels = ["windows"]\nos = "windows"\nimage = "windows-2022"\n';
+
+    it('declares a pool whose guests run windows.ps1 with the runner of their image, or their own', () => {
+      const c = load(`${WIN}[[pools]]\nname = "linux"\nlabels = ["linux"]\n`);
+      assert.deepEqual(
+        c.pools.map((p) => [p.name, p.os, p.image, p.runner]),
+        [
+          ['win', 'windows', 'windows-2022', undefined],
+          ['linux', 'linux', 'tiny', undefined],
+        ],
+      );
+      const zip = { url: 'http://10.0.2.100/actions-runner-win-x64.zip', sha256: 'a'.repeat(64) };
+      const own = load(`${WIN}runner = { url = "${zip.url}", sha256 = "${zip.sha256}" }\n`);
+      assert.deepEqual(own.pools[0]!.runner, zip);
+      const service = { url: 'http://10.0.2.100/linux.tar.gz', sha256: 'b'.repeat(64) };
+      assert.equal(runnerFor(c.pools[0]!, service), 'image', 'never the Linux tarball');
+      assert.deepEqual(runnerFor(own.pools[0]!, service), zip);
+      assert.deepEqual(runnerFor(c.pools[1]!, service), service);
+      assert.equal(runnerFor(c.pools[1]!, null), null, 'a Linux pool with no runner cannot provision');
+    });
+
+    it('refuses an unknown os, the SSH bootstrap, the Linux test guest and a bad runner, naming the key', () => {
+      const cases: [string, RegExp][] = [
+        [WIN.replace('"windows"\nimage', '"macos"\nimage'), /pools\.0\.os: one of linux, windows/],
+        [
+          `${WIN}bootstrap = "ssh"\n`,
+          /pools\.0\.bootstrap: os = "windows" pools take the bootstrap from their provider/,
+        ],
+        [
+          WIN.replace('image = "windows-2022"\n', ''),
+          /pools\.0\.image: os = "windows" needs a Windows image/,
+        ],
+        [
+          `${WIN}runner = { url = "http://x/r.zip", sha256 = "ABC" }\n`,
+          /pools\.0\.runner\.sha256: 64 lowercase hex/,
+        ],
+        [`${WIN}runner = { url = "http://x/r.zip" }\n`, /pools\.0\.runner\.sha256/],
+      ];
+      for (const [toml, error] of cases) assert.throws(() => load(toml), error, toml);
+    });
+
+    it('refuses a Windows pool on a provider that cannot hand Windows its config (qemu, vagrant)', () => {
+      for (const [kind, why] of [
+        ['qemu', /fw_cfg, which Windows cannot read/],
+        ['vagrant', /sh over SSH/],
+      ] as const) {
+        const file = write('win-kind.toml', `[providers.p]\nkind = "${kind}"\n${WIN}`);
+        assert.throws(
+          () => loadConfig({ cwd: dir, file, env: {} }),
+          (e: Error) => {
+            assert.match(
+              e.message,
+              new RegExp(`pools\\.0\\.os: the ${kind} provider cannot serve os = "windows"`),
+            );
+            assert.match(e.message, why);
+            return true;
+          },
+        );
+      }
+    });
   });
 
   describe('providers', () => {
