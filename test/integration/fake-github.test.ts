@@ -919,7 +919,8 @@ function standInRunner(toolset: Toolset): void {
 
     process.kill(-runner.proc.pid!, 'SIGTERM');
     assert.equal(await runner.exited, 143, runner.output());
-    assert.equal(fake.runners('octo/cfg')[0]?.status, 'offline');
+    // Its long-poll ends with it; the stand-in may take that in after the process is gone.
+    await fake.waitForRunner((r) => r.name === 'persistent' && r.status === 'offline', { timeoutMs: 10_000 });
 
     const rm = await gh(fake, 'POST', '/repos/octo/cfg/actions/runners/remove-token');
     const remove = run(dir, 'config.sh', ['remove', '--token', (rm.body as { token: string }).token]);
