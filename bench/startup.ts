@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { StackFiles } from '../test/helpers/stack.ts';
+import { BIN_NODE_FLAGS, StackFiles } from '../test/helpers/stack.ts';
 import { fmtMs, fmtRatio, median, progress } from './stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -53,7 +53,7 @@ function help(way: Way): number {
 
 async function serve(way: Way, files: StackFiles, idleSeconds: number) {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [BIN, '--config', files.configFile, 'serve'], {
+  const child = spawn(process.execPath, [...BIN_NODE_FLAGS, BIN, '--config', files.configFile, 'serve'], {
     cwd: files.dir,
     env: envFor(way),
     stdio: ['ignore', 'ignore', 'pipe'],

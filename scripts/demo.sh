@@ -4,4 +4,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec node bin/hatchery.js demo "$@"
+exec bin/hatchery.js demo "$@"

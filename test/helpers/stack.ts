@@ -411,6 +411,15 @@ async function startService(files: StackFiles): Promise<HatcheryService> {
 }
 
 /** `hatchery serve` as its own process, so that a test can kill -9 it. */
+const BIN = path.join(REPO_ROOT, 'bin/hatchery.js');
+/** The node flags of bin/hatchery.js's `#!` line: the service runs as deployed. */
+export const BIN_NODE_FLAGS: readonly string[] =
+  /^#!.*\bnode\b(.*)$/m
+    .exec(readFileSync(BIN, 'utf8').split('\n', 1)[0]!)?.[1]!
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean) ?? [];
+
 export class ServiceProcess {
   private child: ChildProcess | null = null;
   url = '';
@@ -429,7 +438,7 @@ export class ServiceProcess {
     const log = createWriteStream(this.files.logFile, { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [...this.nodeArgs, path.join(REPO_ROOT, 'bin/hatchery.js'), '--config', this.files.configFile, 'serve'],
+      [...BIN_NODE_FLAGS, ...this.nodeArgs, BIN, '--config', this.files.configFile, 'serve'],
       {
         cwd: this.files.dir,
         env: {

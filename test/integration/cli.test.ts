@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { newVm } from '../helpers/vms.ts';
 
+import { BIN_NODE_FLAGS } from '../helpers/stack.ts';
+
 const BIN = fileURLToPath(new URL('../../bin/hatchery.js', import.meta.url));
 const CONTROL_SECRET = 'control-secret-0123456789';
 const API_TOKEN = 'api-token-abcdefghijklmnop';
@@ -50,6 +52,21 @@ describe('hatchery CLI', () => {
       );
       if (input !== undefined) child.stdin!.end(input);
     });
+
+  it('runs as an executable with the node flags of its #! line', async () => {
+    // As npm's bin link runs it: the kernel reads the #! line (env -S splits its flags).
+    const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile(
+        BIN,
+        ['--help'],
+        { env: { PATH: path.dirname(process.execPath) + ':' + (process.env.PATH ?? '') } },
+        (err, stdout) => resolve({ code: err ? 1 : 0, stdout }),
+      ),
+    );
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /serve/);
+    assert.deepEqual(BIN_NODE_FLAGS, ['--max-semi-space-size=8']);
+  });
 
   it('config check prints the effective config with every secret masked', async () => {
     const r = await hatchery(['config', 'check'], { HATCHERY_LIMITS_MAX_VMS: '3' });
