@@ -12,8 +12,18 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Relay } from '../helpers/legacy-clients.ts';
 import { HypervisorStandIn, STAND_IN_GUEST_NET } from '../helpers/openstack-hypervisor.ts';
-import { TestCloud } from '../helpers/openstack.ts';
-import { GUEST_GITHUB, GUEST_SERVICE, Stack, type PoolSpec, type StackOptions } from '../helpers/stack.ts';
+import { FaultProxy } from '../helpers/fault-proxy.ts';
+import { fastHttp, TestCloud } from '../helpers/openstack.ts';
+import { Keystone } from '../../src/providers/openstack/keystone.ts';
+import { OpenStackHttp } from '../../src/providers/openstack/http.ts';
+import {
+  eventually,
+  GUEST_GITHUB,
+  GUEST_SERVICE,
+  Stack,
+  type PoolSpec,
+  type StackOptions,
+} from '../helpers/stack.ts';
 import {
   actionLifecycle,
   actionStackOptions,
@@ -44,6 +54,18 @@ after(async () => {
   }
 });
 
+/** A `[providers.<name>]` section for the member of project `hatchery`. */
+const openstackSection = (more: Record<string, unknown> = {}) => ({
+  kind: 'openstack',
+  auth_url: cloud.file.auth_url,
+  username: cloud.file.member.user,
+  password: cloud.file.member.password,
+  project: cloud.file.member.project,
+  region: cloud.file.region,
+  poll_interval: 0.2,
+  ...more,
+});
+
 /**
  * A stack with an `openstack` provider (the member of project `hatchery`) and the hypervisor
  * stand-in for its servers' guests, started once the service's port is known.
@@ -54,21 +76,17 @@ class OpenStackStack {
     readonly hypervisor: HypervisorStandIn,
   ) {}
 
-  static async start(options: (more: Partial<StackOptions>) => StackOptions): Promise<OpenStackStack> {
+  static async start(
+    options: (more: Partial<StackOptions>) => StackOptions,
+    providers: Record<string, Record<string, unknown>> = {},
+  ): Promise<OpenStackStack> {
     // Made once the stack's ports are known; its leftovers are the stack's too.
     const ref: { hypervisor?: HypervisorStandIn } = {};
     const stack = await Stack.start(
       options({
         providers: {
-          openstack: {
-            kind: 'openstack',
-            auth_url: cloud.file.auth_url,
-            username: cloud.file.member.user,
-            password: cloud.file.member.password,
-            project: cloud.file.member.project,
-            region: cloud.file.region,
-            poll_interval: 0.2,
-          },
+          openstack: openstackSection(),
+          ...providers,
         },
         leftovers: () => ref.hypervisor?.leftovers() ?? {},
       }),
@@ -87,23 +105,35 @@ class OpenStackStack {
   }
 
   async stop(): Promise<void> {
+    const servers: string[] = [];
     try {
       await this.stack.stop();
     } finally {
+      // Servers of this stack still in Nova (a failed test's): deleted, and reported below.
+      for (const server of await cloud.allServers()) {
+        if (server.metadata['hatchery.instance'] !== this.stack.files.instanceId) continue;
+        servers.push(server.name);
+        await cloud.admin.delete(server.id);
+      }
+      await eventually(
+        async () => ((await cloud.allServers()).length === 0 ? true : undefined),
+        'Nova empty',
+      );
       await this.hypervisor.stop();
-      assert.deepEqual(this.hypervisor.leftovers().guests, [], 'guests left running');
     }
+    assert.deepEqual(servers, [], 'servers left in Nova');
+    assert.deepEqual(this.hypervisor.leftovers().guests, [], 'guests left running');
   }
 }
 
-const openstackPool = (name: string): PoolSpec => ({
+const openstackPool = (name: string, provider = 'openstack', flavor = cloud.file.flavor): PoolSpec => ({
   name,
   labels: [name],
-  provider: 'openstack',
+  provider,
   image: 'hatchery-test',
   channel: 'http',
   providerKeys: () => ({
-    flavor: cloud.file.flavor,
+    flavor,
     network: cloud.file.network,
     guest_net: STAND_IN_GUEST_NET,
   }),
@@ -161,4 +191,172 @@ describe('three-job workflow on OpenStack pools (control route, two labels, HTTP
 
   it('boots a server per label, runs a job on each, deletes both and leaves nothing', (t) =>
     threeJobWorkflow(os.stack, t, { runId: 9301, labels: ['linux', 'debian'] }));
+});
+
+// Faults, each ending in a clear state in the API with nothing leaked: Nova's API down while a
+// server builds; the service's Keystone token revoked while its VM runs; 500s (one after Nova
+// acted), slow answers and a refused delete from a proxy in front of Nova (the `Proxied`
+// region's compute endpoint); a server that goes to ERROR; a quota exceeded.
+interface Vm {
+  name: string;
+  runId: number;
+  label: string;
+}
+
+describe('faults on OpenStack pools', () => {
+  const REPO = 'octo-org/faults';
+  let os: OpenStackStack;
+  let proxy: FaultProxy;
+  let region: string;
+  let runId = 9400;
+
+  before(async () => {
+    proxy = await FaultProxy.start('http://127.0.0.1:8774');
+    // A region of its own per proxy (a cloud kept up across runs keeps the older ones).
+    region = `Proxied-${new URL(proxy.url).port}`;
+    await cloud.addRegion(region, `${proxy.url}/v2.1`);
+    const huge = await cloud.hugeFlavor();
+    os = await OpenStackStack.start(
+      (more) => ({
+        ...more,
+        pools: [
+          openstackPool('linux'),
+          openstackPool('huge', 'openstack', huge),
+          openstackPool('proxied', 'proxied'),
+        ],
+      }),
+      // Through the proxy: 2 s per request (a slow answer times out), retried for 30 s.
+      {
+        // nova-api's restart (stop ~3 s, start 4–7 s, more on a loaded machine) within the retries.
+        openstack: openstackSection({ retry_for: 120 }),
+        proxied: openstackSection({ region, request_timeout: 2, retry_for: 30 }),
+      },
+    );
+  });
+  after(async () => {
+    await os?.stop();
+    await proxy?.close();
+  });
+
+  const create = async (label: string): Promise<Vm> => {
+    const id = ++runId;
+    const r = await os.stack.client.control({
+      action: 'create',
+      repository: REPO,
+      run_id: id,
+      run_attempt: 1,
+      labels: [label],
+    });
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    return { name: r.json.vms[0]!.name, runId: id, label };
+  };
+  const ready = async (name: string) => {
+    const r = await os.stack.client.api('GET', `/api/v1/vms/${name}?wait=ready&timeout=240`);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(os.stack.fake.runners(REPO).find((x) => x.name === name)?.status, 'online');
+  };
+  /** Destroys the VM; its server is the only one of its name Nova ever had, and nothing is left. */
+  const destroyed = async (vm: Vm) => {
+    const r = await os.stack.client.control({
+      action: 'destroy',
+      repository: REPO,
+      run_id: vm.runId,
+      run_attempt: 1,
+      labels: [vm.label],
+    });
+    assert.equal(r.status, 202);
+    await os.stack.waitState(vm.name, ['destroyed'], 120_000);
+    assert.equal(os.hypervisor.serversSeen(vm.name).length, 1, 'one server, no duplicate');
+    await os.stack.files.nothingLeft();
+  };
+
+  it('nova-api stopped while the server builds, then started again: the create goes on, one server', async () => {
+    const release = cloud.hold('nova-conductor'); // the server stays in BUILD meanwhile
+    let vm: Vm;
+    try {
+      vm = await create('linux');
+      await eventually(
+        async () => ((await cloud.serversNamed(vm.name)).length > 0 ? true : undefined),
+        'the server',
+      );
+      await cloud.stopService('nova-api');
+    } finally {
+      release();
+    }
+    await cloud.startService('nova-api');
+    await ready(vm.name);
+    await destroyed(vm);
+  });
+
+  it("the service's Keystone token revoked while its VM runs: it logs in again and destroys the VM", async () => {
+    const vm = await create('linux');
+    await ready(vm.name);
+    const member = new Keystone(new OpenStackHttp(fastHttp), {
+      authUrl: cloud.file.auth_url,
+      credentials: cloud.memberCredentials(),
+    });
+    const before = await member.token();
+    await cloud.revokeMemberTokens();
+    // Tokens issued before the revocation are refused from now on (the service's among them);
+    // Keystone counts in whole seconds: a login in the same second would be refused too.
+    const nova = (t: string) =>
+      fetch('http://127.0.0.1:8774/v2.1/servers', { headers: { 'X-Auth-Token': t } });
+    assert.equal((await nova(before.value)).status, 401);
+    await eventually(async () => {
+      const fresh = new Keystone(new OpenStackHttp(fastHttp), {
+        authUrl: cloud.file.auth_url,
+        credentials: cloud.memberCredentials(),
+      });
+      return (await nova((await fresh.token()).value)).status === 200 ? true : undefined;
+    }, 'a fresh login accepted');
+    await destroyed(vm);
+    const events = await os.stack.events(vm.name);
+    assert.equal(events.filter((e) => e.event === 'destroy_failed').length, 0, JSON.stringify(events));
+  });
+
+  it('500s (one after Nova created the server), slow answers and a refused delete: one server, created and deleted', async () => {
+    const rules = [
+      proxy.inject('POST /v2.1/servers', 1, { kind: 'swallow', status: 500 }),
+      proxy.inject('GET /v2.1/servers/', 2, { kind: 'refuse', status: 500 }),
+      proxy.inject('GET /v2.1/servers/', 1, { kind: 'delay', ms: 5000 }),
+      proxy.inject('GET /v2.1/flavors', 1, { kind: 'refuse', status: 503 }),
+    ];
+    const vm = await create('proxied');
+    await ready(vm.name);
+    assert.deepEqual(
+      rules.map((r) => r.hits),
+      rules.map((r) => r.times),
+      'every injected fault was met',
+    );
+    const del = proxy.inject('DELETE /v2.1/servers/', 1, { kind: 'refuse', status: 503 });
+    await destroyed(vm);
+    assert.equal(del.hits, 1);
+  });
+
+  it("a server that goes to ERROR is deleted; the VM fails with Nova's fault, nothing left", async () => {
+    const vm = await create('huge');
+    const record = await os.stack.waitState(vm.name, ['failed'], 120_000);
+    assert.match(
+      record.failure ?? '',
+      /^create failed: create hatchery-[a-z0-9-]+: server went to ERROR: No valid host was found/,
+    );
+    assert.ok(os.hypervisor.serversSeen(vm.name).length >= 1, 'Nova had the server');
+    assert.deepEqual(await cloud.serversNamed(vm.name), []);
+    await os.stack.files.nothingLeft();
+  });
+
+  it('a quota exceeded is "no capacity": the VM fails saying so, nothing is made; with room again, VMs come', async () => {
+    await cloud.setInstanceQuota(0);
+    try {
+      const vm = await create('linux');
+      const record = await os.stack.waitState(vm.name, ['failed'], 120_000);
+      assert.match(record.failure ?? '', /no capacity: Quota exceeded for instances/);
+      assert.deepEqual(os.hypervisor.serversSeen(vm.name), []);
+    } finally {
+      await cloud.setInstanceQuota(-1);
+    }
+    const vm = await create('linux');
+    await ready(vm.name);
+    await destroyed(vm);
+  });
 });

@@ -24,6 +24,8 @@ export class HypervisorStandIn {
   private readonly booting = new Map<string, Promise<unknown>>();
   /** Names of the servers Nova showed at the last look. */
   private servers: string[] = [];
+  /** Server name → the ids of every server of that name it ever saw (duplicates show here). */
+  private readonly seen = new Map<string, Set<string>>();
   private stopped = false;
   private readonly loop: Promise<void>;
   readonly errors: string[] = [];
@@ -60,6 +62,7 @@ export class HypervisorStandIn {
     const servers = await this.cloud.allServers();
     this.servers = servers.map((s) => s.name);
     const live = new Set(servers.map((s) => s.id));
+    for (const s of servers) this.seen.set(s.name, (this.seen.get(s.name) ?? new Set()).add(s.id));
     for (const s of servers) {
       if (s.status !== 'ACTIVE' || this.guests.has(s.id)) continue;
       this.guests.set(s.id, s.name);
@@ -86,6 +89,11 @@ export class HypervisorStandIn {
       await this.qemu.destroy(name);
       this.guests.delete(id);
     }
+  }
+
+  /** Ids of every server named `name` seen so far (one per create that reached Nova). */
+  serversSeen(name: string): string[] {
+    return [...(this.seen.get(name) ?? [])];
   }
 
   /** The guest of a server, its console (what the bootstrap printed). */

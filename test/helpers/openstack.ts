@@ -49,6 +49,8 @@ export class TestCloud {
   ) {
     this.adminKeystone = new Keystone(new OpenStackHttp(fastHttp), {
       authUrl: file.auth_url,
+      // Fault tests add a region whose compute endpoint is a proxy: the admin never uses it.
+      region: file.region,
       credentials: {
         method: 'password',
         username: file.admin.user,
@@ -150,7 +152,11 @@ export class TestCloud {
   ): OpenStackProviderOptions {
     return {
       instanceId,
-      keystone: { authUrl: this.file.auth_url, credentials: this.memberCredentials() },
+      keystone: {
+        authUrl: this.file.auth_url,
+        credentials: this.memberCredentials(),
+        region: this.file.region,
+      },
       http: fastHttp,
       placement: () => ({
         flavor: this.file.flavor,
@@ -185,6 +191,53 @@ export class TestCloud {
     return (res?.ports ?? [])
       .filter((p) => p.device_owner.startsWith('compute:') && !servers.has(p.device_id))
       .map((p) => `port ${p.id} of gone server ${p.device_id}`);
+  }
+
+  /**
+   * A region whose compute endpoint is `computeUrl` (a fault proxy in front of Nova), its image
+   * and network endpoints Glance's and Neutron's.
+   */
+  async addRegion(region: string, computeUrl: string): Promise<void> {
+    const t = await this.adminKeystone.token();
+    const call = async (p: string, body: unknown) => {
+      const res = await fetch(`${this.file.auth_url}${p}`, {
+        method: 'POST',
+        headers: { 'X-Auth-Token': t.value, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (res.status !== 201) throw new Error(`POST ${p}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as Record<string, { id: string }>;
+    };
+    await call('/regions', { region: { id: region } });
+    const services = (await (
+      await fetch(`${this.file.auth_url}/services`, { headers: { 'X-Auth-Token': t.value } })
+    ).json()) as { services: { id: string; type: string }[] };
+    const urls: Record<string, string> = {
+      compute: computeUrl,
+      image: 'http://127.0.0.1:9292',
+      network: 'http://127.0.0.1:9696',
+    };
+    for (const s of services.services) {
+      const url = urls[s.type];
+      if (url)
+        await call('/endpoints', {
+          endpoint: { service_id: s.id, interface: 'public', url, region_id: region },
+        });
+    }
+  }
+
+  /**
+   * Sets the member's password to what it is: Keystone then revokes every token the user holds
+   * (what a token expiring mid-run looks like to a client).
+   */
+  async revokeMemberTokens(): Promise<void> {
+    const t = await this.adminKeystone.token();
+    const res = await fetch(`${this.file.auth_url}/users/${this.file.member.user_id}`, {
+      method: 'PATCH',
+      headers: { 'X-Auth-Token': t.value, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: { password: this.file.member.password } }),
+    });
+    if (res.status !== 200) throw new Error(`PATCH user: ${res.status} ${await res.text()}`);
   }
 
   /** Sets project `hatchery`'s instance quota (-1: unlimited). */

@@ -89,7 +89,15 @@ class CountingHttp extends OpenStackHttp {
 describe('Keystone v3', () => {
   const keystone = (credentials: Credentials, more: { region?: string; now?: () => number } = {}) => {
     const http = new CountingHttp(fastHttp);
-    return { http, keystone: new Keystone(http, { authUrl: cloud.file.auth_url, credentials, ...more }) };
+    return {
+      http,
+      keystone: new Keystone(http, {
+        authUrl: cloud.file.auth_url,
+        credentials,
+        region: cloud.file.region,
+        ...more,
+      }),
+    };
   };
 
   it('logs in with a password; the token is cached and shared by concurrent callers', async () => {
@@ -229,6 +237,30 @@ describe('OpenStack provider on Nova', () => {
           `\nHATCHERY_VM=${name}\nHATCHERY_NET=none\nHATCHERY_CHANNEL=http://10.0.2.2:1/guest/v1/messages\nHATCHERY_CHANNEL_TOKEN=tok\n`,
         ),
       );
+    } finally {
+      await p.destroy(name);
+    }
+    assert.deepEqual(await traces(name), []);
+  });
+
+  it('adopts a server made for the same spec, and replaces one made for an earlier config (a dead JIT config)', async () => {
+    const name = 'hatchery-os-attempts';
+    const p = provider();
+    const withJit = (jit: string) => ({ ...spec(name), guestConfig: { HATCHERY_JITCONFIG: jit } });
+    try {
+      await p.create(withJit('first-attempt'));
+      const [first] = await cloud.serversNamed(name);
+      await p.create(withJit('first-attempt'));
+      assert.deepEqual(
+        (await cloud.serversNamed(name)).map((s) => s.id),
+        [first!.id],
+        'the same spec: the same server',
+      );
+      await p.create(withJit('second-attempt'));
+      const now = await cloud.serversNamed(name);
+      assert.equal(now.length, 1);
+      assert.notEqual(now[0]!.id, first!.id, 'another config: a new server');
+      assert.match((await cloud.admin.userData(now[0]!.id)) ?? '', /\nHATCHERY_JITCONFIG=second-attempt\n/);
     } finally {
       await p.destroy(name);
     }

@@ -12,6 +12,7 @@ import { OpenStackError } from './errors.ts';
 import { OpenStackHttp, type HttpOptions } from './http.ts';
 import { Keystone, type KeystoneOptions } from './keystone.ts';
 import { Lookup } from './lookup.ts';
+import { renderGuestConfig } from '../../guest/config.ts';
 import { renderUserData } from './user-data.ts';
 
 /** Where a pool's servers go. */
@@ -41,6 +42,19 @@ export interface OpenStackProviderOptions {
 
 /** The metadata key holding the owner's instance id (the core's tags carry it too). */
 export const OWNER_KEY = 'hatchery.instance';
+
+/** The metadata key holding a digest of the server's bootstrap and guest config. */
+export const CONFIG_KEY = 'hatchery.config';
+
+/** Which spec a server was made for: a create of the same spec adopts it, of another replaces it. */
+function configDigest(bootstrap: string, guestConfig: Record<string, string>): string {
+  return createHash('sha256')
+    .update(bootstrap)
+    .update('\0')
+    .update(renderGuestConfig(guestConfig))
+    .digest('hex')
+    .slice(0, 32);
+}
 
 /** Nova tags are at most 60 characters without `/` or `,`: a digest of the instance id. */
 export function ownerTag(instanceId: string): string {
@@ -96,7 +110,7 @@ export class OpenStackProvider implements Provider {
     return {
       name: s.name,
       status: RUNNING.has(s.status) ? 'running' : 'stopped',
-      tags: { ...s.metadata },
+      tags: Object.fromEntries(Object.entries(s.metadata ?? {}).filter(([k]) => k !== CONFIG_KEY)),
       createdAt: s.created,
       channel: { kind: 'http' },
     };
@@ -134,14 +148,27 @@ export class OpenStackProvider implements Provider {
   }
 
   private async createNow(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
-    const existing = (await this.named(spec.name, signal)).find((s) => s.status !== 'ERROR');
-    if (existing) return this.info(await this.untilActive(existing.id, spec.name, signal));
-    // A server of ours in ERROR from an earlier attempt: gone before we make a new one.
-    await this.removeAll(spec.name, signal);
-
     const place = this.opts.placement(spec.pool);
     if (!place)
       throw new ProviderError(`pool ${spec.pool} has no OpenStack placement (flavor, network)`, false);
+    const guestConfig = { HATCHERY_VM: spec.name, HATCHERY_NET: place.guestNet, ...spec.guestConfig };
+    let userData: string;
+    let digest: string;
+    try {
+      userData = renderUserData(spec.bootstrap, guestConfig);
+      digest = configDigest(spec.bootstrap, guestConfig);
+    } catch (e) {
+      throw new ProviderError(`create ${spec.name}: ${(e as Error).message}`, false);
+    }
+
+    // Idempotent for the same spec: a server of ours with this name and this very config.
+    const servers = await this.named(spec.name, signal);
+    const existing = servers.find((s) => s.status !== 'ERROR' && s.metadata?.[CONFIG_KEY] === digest);
+    if (existing) return this.info(await this.untilActive(existing.id, spec.name, signal));
+    // Any other one is in ERROR, or was made for an earlier attempt whose guest config (its
+    // one-shot JIT config, its channel token) is dead by now: gone before we make a new one.
+    if (servers.length) await this.removeAll(spec.name, signal);
+
     const [imageRef, flavorRef, networks] = await Promise.all([
       this.lookup.imageId(spec.image, signal),
       this.compute.flavorId(place.flavor, signal),
@@ -154,17 +181,7 @@ export class OpenStackProvider implements Provider {
     if (!flavorRef) throw new ProviderError(`flavor ${place.flavor}: no such flavor in Nova`, false);
     if (!networks) throw new ProviderError(`network ${place.network}: no such network in Neutron`, false);
 
-    let userData: string;
-    try {
-      userData = renderUserData(spec.bootstrap, {
-        HATCHERY_VM: spec.name,
-        HATCHERY_NET: place.guestNet,
-        ...spec.guestConfig,
-      });
-    } catch (e) {
-      throw new ProviderError(`create ${spec.name}: ${(e as Error).message}`, false);
-    }
-    const metadata = { ...spec.tags, [OWNER_KEY]: this.opts.instanceId };
+    const metadata = { ...spec.tags, [OWNER_KEY]: this.opts.instanceId, [CONFIG_KEY]: digest };
     const request = {
       name: spec.name,
       imageRef,
@@ -182,10 +199,11 @@ export class OpenStackProvider implements Provider {
     } catch (e) {
       if (isQuotaError(e)) throw new ProviderError(`create ${spec.name}: no capacity: ${e.detail}`, true);
       if (!(e instanceof OpenStackError) || !e.retryable) throw e;
-      // A reset, a timeout or a 5xx after the request reached Nova: the server may exist.
-      const made = (await this.named(spec.name, signal))[0];
+      // A reset, a timeout or a 5xx after the request reached Nova: the server may exist, or
+      // appear once Nova has finished the request we gave up on.
+      const made = await this.madeAnyway(spec.name, digest, signal);
       if (!made) throw e;
-      id = made.id;
+      id = made;
     }
     this.opts.onEvent?.({ vm: spec.name, server: id }, 'server created');
     try {
@@ -194,6 +212,18 @@ export class OpenStackProvider implements Provider {
       // Nothing left behind on failure, as far as Nova lets us now (an abort cleans up in create()).
       if (!signal?.aborted) await this.removeAll(spec.name).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /** The id of the server a create whose answer was lost made after all, if it shows up. */
+  private async madeAnyway(name: string, digest: string, signal?: AbortSignal): Promise<string | null> {
+    // Nova may still be working on a request we stopped waiting for: give it that long again.
+    const deadline = Date.now() + this.opts.http.timeoutMs + 5000;
+    for (;;) {
+      const made = (await this.named(name, signal)).find((s) => s.metadata?.[CONFIG_KEY] === digest);
+      if (made) return made.id;
+      if (Date.now() > deadline) return null;
+      await sleep(this.opts.pollMs, undefined, signal ? { signal } : undefined);
     }
   }
 
