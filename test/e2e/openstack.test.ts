@@ -11,19 +11,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Relay } from '../helpers/legacy-clients.ts';
-import { HypervisorStandIn, STAND_IN_GUEST_NET } from '../helpers/openstack-hypervisor.ts';
+import { cloudPool, cloudSection, OpenStackStack } from '../helpers/openstack-stack.ts';
 import { FaultProxy } from '../helpers/fault-proxy.ts';
 import { fastHttp, TestCloud } from '../helpers/openstack.ts';
 import { Keystone } from '../../src/providers/openstack/keystone.ts';
 import { OpenStackHttp } from '../../src/providers/openstack/http.ts';
-import {
-  eventually,
-  GUEST_GITHUB,
-  GUEST_SERVICE,
-  Stack,
-  type PoolSpec,
-  type StackOptions,
-} from '../helpers/stack.ts';
+import { eventually, type PoolSpec } from '../helpers/stack.ts';
 import {
   actionLifecycle,
   actionStackOptions,
@@ -54,96 +47,15 @@ after(async () => {
   }
 });
 
-/** A `[providers.<name>]` section for the member of project `hatchery`. */
-const openstackSection = (more: Record<string, unknown> = {}) => ({
-  kind: 'openstack',
-  auth_url: cloud.file.auth_url,
-  username: cloud.file.member.user,
-  password: cloud.file.member.password,
-  project: cloud.file.member.project,
-  region: cloud.file.region,
-  poll_interval: 0.2,
-  ...more,
-});
-
-/**
- * A stack with an `openstack` provider (the member of project `hatchery`) and the hypervisor
- * stand-in for its servers' guests, started once the service's port is known.
- */
-class OpenStackStack {
-  private constructor(
-    readonly stack: Stack,
-    readonly hypervisor: HypervisorStandIn,
-  ) {}
-
-  static async start(
-    options: (more: Partial<StackOptions>) => StackOptions,
-    providers: Record<string, Record<string, unknown>> = {},
-  ): Promise<OpenStackStack> {
-    // Made once the stack's ports are known; its leftovers are the stack's too.
-    const ref: { hypervisor?: HypervisorStandIn } = {};
-    const stack = await Stack.start(
-      options({
-        providers: {
-          openstack: openstackSection(),
-          ...providers,
-        },
-        leftovers: () => ref.hypervisor?.leftovers() ?? {},
-      }),
-    );
-    const fakeHost = `127.0.0.1:${new URL(stack.fake.url).port}`;
-    // The cloud's network as the guest sees it: the service and GitHub on the host's loopback.
-    const hypervisor = new HypervisorStandIn(cloud, path.join(stack.files.dir, 'hypervisor'), {
-      mode: 'restricted',
-      forwards: [
-        { guest: GUEST_GITHUB, host: fakeHost },
-        { guest: GUEST_SERVICE, host: `127.0.0.1:${stack.files.servicePort}` },
-      ],
-    });
-    ref.hypervisor = hypervisor;
-    return new OpenStackStack(stack, hypervisor);
-  }
-
-  async stop(): Promise<void> {
-    const servers: string[] = [];
-    try {
-      await this.stack.stop();
-    } finally {
-      // Servers of this stack still in Nova (a failed test's): deleted, and reported below.
-      for (const server of await cloud.allServers()) {
-        if (server.metadata['hatchery.instance'] !== this.stack.files.instanceId) continue;
-        servers.push(server.name);
-        await cloud.admin.delete(server.id);
-      }
-      await eventually(
-        async () => ((await cloud.allServers()).length === 0 ? true : undefined),
-        'Nova empty',
-      );
-      await this.hypervisor.stop();
-    }
-    assert.deepEqual(servers, [], 'servers left in Nova');
-    assert.deepEqual(this.hypervisor.leftovers().guests, [], 'guests left running');
-  }
-}
-
-const openstackPool = (name: string, provider = 'openstack', flavor = cloud.file.flavor): PoolSpec => ({
-  name,
-  labels: [name],
-  provider,
-  image: 'hatchery-test',
-  channel: 'http',
-  providerKeys: () => ({
-    flavor,
-    network: cloud.file.network,
-    guest_net: STAND_IN_GUEST_NET,
-  }),
-});
+const openstackSection = (more: Record<string, unknown> = {}) => cloudSection(cloud, more);
+const openstackPool = (name: string, provider = 'openstack', flavor = cloud.file.flavor): PoolSpec =>
+  cloudPool(cloud, name, provider, flavor);
 
 describe("SpinW's own step (unsigned curl | jq) on an OpenStack pool", () => {
   let os: OpenStackStack;
   let relay: Relay;
   before(async () => {
-    os = await OpenStackStack.start((more) =>
+    os = await OpenStackStack.start(cloud, (more) =>
       unsignedStackOptions({ ...more, pools: [openstackPool('linux')] }),
     );
     relay = await Relay.start(() => os.stack.service.url);
@@ -165,7 +77,7 @@ describe('the distributhor/workflow-webhook action (signed) on an OpenStack pool
   let os: OpenStackStack;
   let relay: Relay;
   before(async () => {
-    os = await OpenStackStack.start((more) => actionStackOptions([openstackPool('linux')], more));
+    os = await OpenStackStack.start(cloud, (more) => actionStackOptions([openstackPool('linux')], more));
     relay = await Relay.start(() => os.stack.service.url);
   });
   after(async () => {
@@ -180,7 +92,7 @@ describe('the distributhor/workflow-webhook action (signed) on an OpenStack pool
 describe('three-job workflow on OpenStack pools (control route, two labels, HTTP channel)', () => {
   let os: OpenStackStack;
   before(async () => {
-    os = await OpenStackStack.start((more) => ({
+    os = await OpenStackStack.start(cloud, (more) => ({
       ...more,
       pools: [openstackPool('linux'), openstackPool('debian')],
     }));
@@ -217,6 +129,7 @@ describe('faults on OpenStack pools', () => {
     await cloud.addRegion(region, `${proxy.url}/v2.1`);
     const huge = await cloud.hugeFlavor();
     os = await OpenStackStack.start(
+      cloud,
       (more) => ({
         ...more,
         pools: [

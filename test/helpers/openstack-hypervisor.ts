@@ -64,7 +64,8 @@ export class HypervisorStandIn {
     const live = new Set(servers.map((s) => s.id));
     for (const s of servers) this.seen.set(s.name, (this.seen.get(s.name) ?? new Set()).add(s.id));
     for (const s of servers) {
-      if (s.status !== 'ACTIVE' || this.guests.has(s.id)) continue;
+      // Only Hatchery's servers get a guest (a benchmark's raw servers need none).
+      if (s.status !== 'ACTIVE' || this.guests.has(s.id) || !s.metadata?.['hatchery.instance']) continue;
       this.guests.set(s.id, s.name);
       const userData = await this.cloud.admin.userData(s.id);
       if (userData === null) continue; // nothing to run (the guest would idle)
