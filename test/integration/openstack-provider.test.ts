@@ -5,6 +5,7 @@
 // interface and region; user_data as Nova keeps it; quota → "no capacity"; a server in ERROR;
 // secrets in no error. Nothing is left: no server, no port, no process, no listening port.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,7 @@ import { OpenStackProvider, ownerTag } from '../../src/providers/openstack/provi
 import { Compute } from '../../src/providers/openstack/compute.ts';
 import { ProviderError, type VmSpec } from '../../src/providers/provider.ts';
 import { defineProviderContract } from '../contracts/provider.ts';
-import { fastHttp, TestCloud } from '../helpers/openstack.ts';
+import { fastHttp, OPENSTACK_SCRIPT, TestCloud } from '../helpers/openstack.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'hatchery-openstack-'));
 let cloud: TestCloud;
@@ -85,6 +86,24 @@ class CountingHttp extends OpenStackHttp {
     return this.counts.get('POST /v3/auth/tokens') ?? 0;
   }
 }
+
+describe('scripts/openstack.sh', () => {
+  it('passes shellcheck, and status names every service it started as running', () => {
+    execFileSync('shellcheck', [OPENSTACK_SCRIPT]); // throws with its findings
+    const status = execFileSync(OPENSTACK_SCRIPT, ['status', cloud.dir]).toString();
+    for (const svc of [
+      'mariadb',
+      'rabbitmq',
+      'keystone',
+      'placement',
+      'glance',
+      'neutron',
+      'nova-api',
+      'nova-compute',
+    ])
+      assert.match(status, new RegExp(`^${svc} running \\(pgid \\d+\\)$`, 'm'));
+  });
+});
 
 describe('Keystone v3', () => {
   const keystone = (credentials: Credentials, more: { region?: string; now?: () => number } = {}) => {
