@@ -2,6 +2,7 @@
 import { commandKind } from './command/kind.ts';
 import type { ProviderKind } from './kind.ts';
 import { memoryKind } from './memory/kind.ts';
+import { openstackKind } from './openstack/kind.ts';
 import { qemuKind } from './qemu/kind.ts';
 import { vagrantKind } from './vagrant/kind.ts';
 
@@ -14,6 +15,7 @@ export const PROVIDER_KINDS = {
   memory: memoryKind,
   command: commandKind,
   vagrant: vagrantKind,
+  openstack: openstackKind,
 } as const satisfies Record<string, AnyProviderKind>;
 
 export type ProviderKindName = keyof typeof PROVIDER_KINDS;
