@@ -15,6 +15,8 @@ import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
+import { GitHubApp } from './github/app.ts';
+import { readAppPrivateKey } from './github/app-key.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
@@ -77,16 +79,32 @@ export class HatcheryService {
       }
       return api;
     };
+    // The GitHub App, when configured, mints every runner but those of legacy requests that
+    // bring their own PAT: its tokens last an hour and cover only the repositories it is installed on.
+    const githubApp = config.github.app
+      ? new GitHubApp({
+          apiUrl: config.github.api_url,
+          appId: config.github.app.id,
+          privateKey: readAppPrivateKey(config.github.app.private_key_file),
+          clock,
+        })
+      : null;
+    const appRunners = githubApp
+      ? createRunnersApi({ apiUrl: config.github.api_url, token: githubApp })
+      : null;
     const runnersFor = (vm: { credential: string | null }): RunnersApi => {
-      let token = config.github.token;
       if (vm.credential) {
         if (!config.legacy.openssl_password)
           throw new GitHubError('legacy credential but no legacy.openssl_password', 401);
-        token = decryptGitHubToken(vm.credential, config.legacy.openssl_password);
+        return apiFor(decryptGitHubToken(vm.credential, config.legacy.openssl_password));
       }
-      if (!token)
-        throw new GitHubError('no GitHub credential: set github.token (HATCHERY_GITHUB_TOKEN)', 401);
-      return apiFor(token);
+      if (appRunners) return appRunners;
+      if (!config.github.token)
+        throw new GitHubError(
+          'no GitHub credential: set github.app (a GitHub App) or github.token (HATCHERY_GITHUB_TOKEN)',
+          401,
+        );
+      return apiFor(config.github.token);
     };
 
     const notifier = new Notifier();
@@ -119,8 +137,10 @@ export class HatcheryService {
       log.warn(
         'legacy.allow_unsigned: the legacy route accepts unsigned requests from anyone who can reach it',
       );
-    if (!config.github.token)
-      log.warn('github.token not set: only legacy requests carrying a PAT can mint runners');
+    if (!config.github.token && !githubApp)
+      log.warn(
+        'neither github.app nor github.token set: only legacy requests carrying a PAT can mint runners',
+      );
 
     const links = new GuestLinks(ctx);
     const intake = new Intake(ctx);
@@ -195,7 +215,7 @@ export class HatcheryService {
             opensslPassword: config.legacy.openssl_password,
             waitForReady: config.legacy.wait_for_ready,
             waitTimeoutS: config.legacy.wait_timeout,
-            hasDefaultToken: Boolean(config.github.token),
+            hasDefaultToken: Boolean(config.github.token || config.github.app),
             checkToken: (repository, token) => apiFor(token).checkAccess(repository),
           }
         : undefined,
