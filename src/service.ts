@@ -11,6 +11,7 @@ import { crashPointFor } from './core/crash-points.ts';
 import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
+import { JobIntake } from './core/jobs.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
@@ -54,6 +55,8 @@ export class HatcheryService {
     readonly store: Store,
     readonly providers: Providers,
     readonly intake: Intake,
+    readonly jobs: JobIntake,
+    readonly githubApp: GitHubApp | null,
     readonly links: GuestLinks,
     readonly worker: Worker,
     readonly reconciler: Reconciler,
@@ -161,6 +164,8 @@ export class HatcheryService {
       store,
       providers,
       intake,
+      new JobIntake(ctx),
+      githubApp,
       links,
       worker,
       reconciler,
@@ -209,6 +214,11 @@ export class HatcheryService {
       baseUrl: () => this.url,
       apiToken: config.api.token,
       controlSecret: config.control.secret,
+      github: {
+        secret: config.github.app?.webhook_secret,
+        jobs: this.jobs,
+        ...(this.githubApp ? { installations: this.githubApp } : {}),
+      },
       legacy: config.legacy.enabled
         ? {
             secret: config.legacy.secret,
