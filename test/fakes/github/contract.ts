@@ -29,6 +29,8 @@ export interface ApiContract {
     opts?: ResponseCheckOptions,
   ): string[];
   validateErrorReply(status: number, body: unknown): string[];
+  /** Checks a value against a component schema (e.g. a webhook payload: `webhook-workflow-job-queued`). */
+  validateSchema(component: string, value: unknown): string[];
 }
 
 /** The packages ./openapi.ts loads: only their absence means "not installed". */
@@ -109,6 +111,10 @@ class ImplementedRoutes implements ApiContract {
   }
 
   validateErrorReply(): string[] {
+    return [];
+  }
+
+  validateSchema(): string[] {
     return [];
   }
 }

@@ -34,6 +34,7 @@ import {
   type JobEventAction,
 } from './state.ts';
 import { buildTarball } from './tarball.ts';
+import { WebhookSender, workflowJobPayload, type WebhookTarget } from './webhooks.ts';
 
 export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
 export type { FakeAppOptions, FakeInstallationSpec } from './app.ts';
@@ -353,6 +354,38 @@ export class FakeGitHub {
       opts.timeoutMs ?? 30_000,
       () => opts.what ?? check.toString(),
     );
+  }
+
+  /**
+   * From now on, posts a signed workflow_job webhook to `target` for every job change, as GitHub
+   * does for an App subscribed to workflow_job (./webhooks.ts); returns the sender (deliveries).
+   */
+  sendWebhooks(target: WebhookTarget): WebhookSender {
+    const sender = new WebhookSender(
+      target,
+      (component, value) => this.api.validateSchema(component, value),
+      (m) => this.violation(m),
+    );
+    this.state.onJob((action, job) => {
+      const r = job.runnerId === null ? undefined : this.state.runnersById.get(job.runnerId);
+      const runner = job.runnerId === null ? null : { id: job.runnerId, groupId: r?.runnerGroupId ?? 1 };
+      const installation =
+        target.installationFor?.(job.repository) ??
+        this.githubApp?.installationFor({
+          kind: 'repo',
+          owner: job.repository.split('/')[0]!,
+          repo: job.repository.split('/')[1]!,
+        })?.id;
+      try {
+        void sender.send('workflow_job', action, workflowJobPayload(action, job, runner, installation));
+      } catch (e) {
+        // Job listeners' errors are swallowed: a webhook the stand-in failed to build must show.
+        this.violation(
+          `stand-in GitHub failed to build a workflow_job.${action} webhook: ${(e as Error).stack}`,
+        );
+      }
+    });
+    return sender;
   }
 
   /** Calls listener on every job change (queued, in_progress, completed); returns an unsubscribe. */
