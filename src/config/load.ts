@@ -162,6 +162,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
         `invalid configuration:\n  ${source ? `env ${source}` : where}: github.app.private_key_file: ${e.message}`,
       );
     }
+    if (!app.webhook_secret)
+      warnings.push(
+        `${where}: github.app.webhook_secret is not set: POST /hooks/github answers 503 (no autoscaling; the App still mints runners)`,
+      );
+    if (config.github.token)
+      warnings.push(`${where}: github.app and github.token are both set: runners are minted through the App`);
   }
   for (const p of Object.values(config.providers)) {
     const settings = p.settings as Record<string, unknown>;

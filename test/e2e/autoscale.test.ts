@@ -4,7 +4,9 @@
 // No PAT anywhere: runners are minted with the App's installation tokens.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
 import { Stack } from '../helpers/stack.ts';
 
 const REPOS = ['octo-org/app', 'octo-org/lib'];
@@ -81,6 +83,30 @@ describe(`autoscaling: ${JOBS} queued jobs across 2 repositories, room for ${MAX
     for (const [, d] of points) most = Math.max(most, (live += d));
     t.diagnostic(`at most ${most} VMs at once`);
     assert.ok(most <= MAX_VMS, `${most} VMs at once`);
+    assert.deepEqual(stack.fake.violations, []);
+  });
+
+  it('runs the jobs of workflows/autoscale.yml, each on a fresh VM', async () => {
+    const wf = parse(readFileSync(new URL('../../workflows/autoscale.yml', import.meta.url), 'utf8')) as {
+      jobs: Record<string, { 'runs-on': string[]; steps: { run: string }[] }>;
+    };
+    const before = (await stack.service.store.listVms()).length;
+    const queued = Object.entries(wf.jobs).map(([name, job]) =>
+      stack.fake.queueJob({
+        repository: REPOS[0]!,
+        labels: job['runs-on'],
+        name,
+        script: job.steps.map((s) => s.run).join('\n'),
+      }),
+    );
+    const done = await Promise.all(queued.map((j) => stack.fake.waitForJob(j.id, { timeoutMs: 300_000 })));
+    for (const j of done) {
+      assert.equal(j.conclusion, 'success', j.output);
+      assert.match(j.output, new RegExp(`on ${j.runnerName}`));
+    }
+    assert.notEqual(done[0]!.runnerName, done[1]!.runnerName);
+    await stack.files.nothingLeft(120_000);
+    assert.equal((await stack.service.store.listVms()).length - before, done.length);
     assert.deepEqual(stack.fake.violations, []);
   });
 });
