@@ -18,6 +18,8 @@ import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { GitHubApp } from './github/app.ts';
 import { readAppPrivateKey } from './github/app-key.ts';
+import { deliveriesApi } from './github/deliveries.ts';
+import { Redeliverer } from './core/redeliver.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
@@ -57,6 +59,8 @@ export class HatcheryService {
     readonly intake: Intake,
     readonly jobs: JobIntake,
     readonly githubApp: GitHubApp | null,
+    /** Failed webhook deliveries redelivered (with a GitHub App and its webhook secret). */
+    readonly redeliverer: Redeliverer | null,
     readonly links: GuestLinks,
     readonly worker: Worker,
     readonly reconciler: Reconciler,
@@ -166,6 +170,13 @@ export class HatcheryService {
       intake,
       new JobIntake(ctx),
       githubApp,
+      githubApp && config.github.app?.webhook_secret
+        ? new Redeliverer(
+            { store, log: log.child({ component: 'redeliver' }), clock },
+            deliveriesApi(githubApp),
+            Math.max(1, config.github.app.redeliver_seconds) * 1000,
+          )
+        : null,
       links,
       worker,
       reconciler,
@@ -198,6 +209,8 @@ export class HatcheryService {
     worker.start();
     reconciler.start();
     if (opts.http !== false) await service.listen(apiFor);
+    // After listening: what it redelivers comes back to this service.
+    if (config.github.app?.redeliver_seconds) service.redeliverer?.start();
     return service;
   }
 
@@ -268,6 +281,7 @@ export class HatcheryService {
       setTimeout(() => server.closeAllConnections(), 2000).unref();
       await closing;
     }
+    await this.redeliverer?.stop();
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();

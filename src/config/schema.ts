@@ -145,6 +145,14 @@ export const configSchema = z
               .min(16, 'at least 16 characters')
               .optional()
               .describe("the App's webhook secret: POST /hooks/github verifies X-Hub-Signature-256 with it"),
+            redeliver_seconds: z
+              .number()
+              .int()
+              .min(0)
+              .default(60)
+              .describe(
+                'list failed webhook deliveries this often and redeliver those never received (0: off)',
+              ),
           })
           .strict()
           .optional()

@@ -58,6 +58,14 @@ export class GitHubApp implements TokenSource {
 
   /** A request authenticated as the App itself (JWT): /app/… endpoints. */
   async appRequest<T = unknown>(route: string, params: Record<string, unknown> = {}): Promise<T> {
+    return (await this.appResponse<T>(route, params)).data;
+  }
+
+  /** appRequest with the response headers (pagination: Link). */
+  async appResponse<T = unknown>(
+    route: string,
+    params: Record<string, unknown> = {},
+  ): Promise<{ data: T; headers: Record<string, string | number | undefined> }> {
     let jwt = '';
     try {
       jwt = (await this.auth({ type: 'app' })).token;
@@ -66,7 +74,7 @@ export class GitHubApp implements TokenSource {
         headers: { 'x-github-api-version': API_VERSION, authorization: `bearer ${jwt}` },
         request: { signal: AbortSignal.timeout(this.timeoutMs) },
       });
-      return r.data as T;
+      return { data: r.data as T, headers: r.headers as Record<string, string | number | undefined> };
     } catch (e) {
       throw wrap(`GitHub App ${this.appId}: ${route}`, e, jwt, this.timeoutMs);
     }

@@ -119,13 +119,16 @@ describe('control and API requests', () => {
       assert.equal(bad.json.field, 'name');
       assert.equal((await stack.client.api('DELETE', '/api/v1/vms/hatchery-nope')).status, 404);
       assert.equal((await stack.client.api('GET', '/api/v1/vms?state=exploded')).status, 400);
-      const health = await stack.client.request<{ status: string; memory_mib: { rss: number; heap_used: number } }>(
-        'GET',
-        '/healthz',
-      );
+      const health = await stack.client.request<{
+        status: string;
+        memory_mib: { rss: number; heap_used: number };
+      }>('GET', '/healthz');
       assert.equal(health.status, 200);
       assert.equal(health.json.status, 'ok');
-      assert.ok(health.json.memory_mib.rss > health.json.memory_mib.heap_used, 'resident memory includes the heap');
+      assert.ok(
+        health.json.memory_mib.rss > health.json.memory_mib.heap_used,
+        'resident memory includes the heap',
+      );
       assert.deepEqual(await stack.service.store.listVms(), []);
     });
   });

@@ -36,6 +36,8 @@ export class AppService {
     installations: FakeInstallationSpec[];
     /** Without: POST /hooks/github is disabled. */
     webhookSecret?: boolean;
+    /** github.app.redeliver_seconds (default 0, off: tests call redeliverer.pass() themselves). */
+    redeliverSeconds?: number;
   }): Promise<AppService> {
     const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-app-'));
     const keys = generateKeyPairSync('rsa', {
@@ -63,6 +65,7 @@ export class AppService {
             id: APP_ID,
             private_key_file: 'app.pem',
             ...(opts.webhookSecret === false ? {} : { webhook_secret: self.secret }),
+            redeliver_seconds: opts.redeliverSeconds ?? 0,
           },
         },
         runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },

@@ -105,7 +105,11 @@ describe('hatchery CLI', () => {
     const effective = JSON.parse(ok.stdout.replace(/^#.*\n/gm, '')) as {
       github: { app: Record<string, unknown> };
     };
-    assert.deepEqual(effective.github.app, { id: 1234, private_key_file: path.join(dir, 'app.pem') });
+    assert.deepEqual(effective.github.app, {
+      id: 1234,
+      private_key_file: path.join(dir, 'app.pem'),
+      redeliver_seconds: 60,
+    });
     assert.ok(!ok.stdout.includes('PRIVATE KEY') && !ok.stderr.includes('PRIVATE KEY'));
     const bad = path.join(dir, 'badapp.toml');
     writeFileSync(

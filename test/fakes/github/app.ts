@@ -5,6 +5,7 @@
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { DOCS, notFound, type RestHandler, type RestReply } from './rest.ts';
 import type { Scope } from './state.ts';
+import type { WebhookSender } from './webhooks.ts';
 
 export interface FakeInstallationSpec {
   id: number;
@@ -54,6 +55,8 @@ export class FakeApp {
   private readonly ttlMs: number;
   /** Installation tokens minted, per installation (tests: caching, refresh). */
   readonly minted = new Map<number, number>();
+  /** Where the App's webhooks go (FakeGitHub.sendWebhooks): its deliveries are listed and redelivered. */
+  sender: WebhookSender | undefined;
 
   constructor(opts: FakeAppOptions) {
     this.id = opts.id;
@@ -208,6 +211,8 @@ export const JWT_ROUTES = new Set([
   'GET /orgs/{org}/installation',
   'GET /app/installations/{installation_id}',
   'POST /app/installations/{installation_id}/access_tokens',
+  'GET /app/hook/deliveries',
+  'POST /app/hook/deliveries/{delivery_id}/attempts',
 ]);
 
 type AppHandler = (app: FakeApp, ...args: Parameters<RestHandler>) => RestReply;
@@ -242,7 +247,55 @@ const accessToken: AppHandler = (app, req) => {
   };
 };
 
+/** Newest first; `status` success|failure; `cursor`: the id after which the page starts (Link rel="next"). */
+const listDeliveries: AppHandler = (app, req) => {
+  const q = req.query;
+  let perPage = typeof q.per_page === 'string' && /^\d+$/.test(q.per_page) ? Number(q.per_page) : 30;
+  perPage = Math.min(Math.max(perPage, 1), 100);
+  const ok = (code: number) => code >= 200 && code < 300;
+  let all = [...(app.sender?.deliveries ?? [])].reverse();
+  if (q.status === 'success') all = all.filter((d) => ok(d.statusCode));
+  if (q.status === 'failure') all = all.filter((d) => !ok(d.statusCode));
+  const cursor = typeof q.cursor === 'string' && /^\d+$/.test(q.cursor) ? Number(q.cursor) : undefined;
+  const start = cursor === undefined ? 0 : all.findIndex((d) => d.id < cursor);
+  const page = start < 0 ? [] : all.slice(start, start + perPage);
+  const headers: Record<string, string> = {};
+  const more = start >= 0 && start + perPage < all.length;
+  if (more) {
+    const next = new URLSearchParams({ per_page: String(perPage), cursor: String(page.at(-1)!.id) });
+    if (typeof q.status === 'string') next.set('status', q.status);
+    headers.Link = `<${req.apiUrl}${req.path}?${next.toString()}>; rel="next"`;
+  }
+  return {
+    status: 200,
+    headers,
+    body: page.map((d) => ({
+      id: d.id,
+      guid: d.guid,
+      delivered_at: d.deliveredAt.replace(/\.\d{3}Z$/, 'Z'),
+      redelivery: d.redelivery,
+      duration: d.durationS,
+      status: d.status,
+      status_code: d.statusCode,
+      event: d.event,
+      action: d.action,
+      installation_id: d.installationId,
+      repository_id: null,
+      throttled_at: null,
+    })),
+  };
+};
+
+const redeliver: AppHandler = (app, req) => {
+  const d = app.sender?.find(Number(req.params.delivery_id));
+  if (!d) return notFound();
+  void app.sender!.redeliver(d);
+  return { status: 202, body: {} };
+};
+
 export const appHandlers: Record<string, AppHandler> = {
+  'GET /app/hook/deliveries': listDeliveries,
+  'POST /app/hook/deliveries/{delivery_id}/attempts': redeliver,
   'GET /repos/{owner}/{repo}/installation': byScope,
   'GET /orgs/{org}/installation': byScope,
   'GET /app/installations/{installation_id}': getInstallation,

@@ -366,6 +366,7 @@ export class FakeGitHub {
       (component, value) => this.api.validateSchema(component, value),
       (m) => this.violation(m),
     );
+    if (this.githubApp) this.githubApp.sender = sender;
     this.state.onJob((action, job) => {
       const r = job.runnerId === null ? undefined : this.state.runnersById.get(job.runnerId);
       const runner = job.runnerId === null ? null : { id: job.runnerId, groupId: r?.runnerGroupId ?? 1 };

@@ -22,8 +22,12 @@ export interface Delivery {
   guid: string;
   event: string;
   action: string;
+  installationId: number | null;
   /** HTTP status of the answer; 0: no answer (refused, timed out, dropped). */
   statusCode: number;
+  /** GitHub's description of the outcome ("OK", "failed to connect", "Invalid HTTP Response: 401"). */
+  status: string;
+  durationS: number;
   deliveredAt: string;
   redelivery: boolean;
   /** The exact bytes posted. */
@@ -108,11 +112,29 @@ export class WebhookSender {
   ) {}
 
   /** Queues a delivery after those before it; resolves once it was attempted. */
-  send(event: string, action: string, payload: Json, redelivery = false): Promise<void> {
+  send(event: string, action: string, payload: Json): Promise<void> {
     const schema = event === 'workflow_job' ? `webhook-workflow-job-${action.replace('_', '-')}` : undefined;
     for (const problem of schema ? this.check(schema, payload) : [])
       this.violation(`stand-in GitHub built an invalid ${event}.${action} webhook: ${problem}`);
-    const run = this.chain.then(() => this.post(event, action, JSON.stringify(payload), payload, redelivery));
+    const installation = (payload.installation as { id?: number } | undefined)?.id ?? null;
+    return this.enqueue(
+      { event, action, guid: randomUUID(), installationId: installation },
+      JSON.stringify(payload),
+      payload,
+    );
+  }
+
+  /** Sends a delivery again (POST /app/hook/deliveries/{id}/attempts): same guid and bytes, a new id. */
+  redeliver(d: Delivery): Promise<void> {
+    return this.enqueue({ ...d, redelivery: true }, d.body, JSON.parse(d.body) as Json);
+  }
+
+  private enqueue(
+    d: Pick<Delivery, 'event' | 'action' | 'guid' | 'installationId'> & { redelivery?: boolean },
+    body: string,
+    payload: Json,
+  ): Promise<void> {
+    const run = this.chain.then(() => this.post(d, body, payload));
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -123,31 +145,33 @@ export class WebhookSender {
   }
 
   private async post(
-    event: string,
-    action: string,
+    what: Pick<Delivery, 'event' | 'action' | 'guid' | 'installationId'> & { redelivery?: boolean },
     body: string,
     payload: Json,
-    redelivery: boolean,
   ): Promise<void> {
+    const started = Date.now();
     const d: Delivery = {
       id: this.nextId++,
-      guid: randomUUID(),
-      event,
-      action,
+      guid: what.guid,
+      event: what.event,
+      action: what.action,
+      installationId: what.installationId,
       statusCode: 0,
+      status: 'failed to connect',
+      durationS: 0,
       deliveredAt: new Date().toISOString(),
-      redelivery,
+      redelivery: what.redelivery ?? false,
       body,
     };
     this.deliveries.push(d);
-    if (this.target.drop?.(event, payload)) return;
+    if (!d.redelivery && this.target.drop?.(d.event, payload)) return;
     try {
       const res = await fetch(this.target.url, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
           'user-agent': 'GitHub-Hookshot/stand-in',
-          'x-github-event': event,
+          'x-github-event': d.event,
           'x-github-delivery': d.guid,
           'x-github-hook-installation-target-type': 'integration',
           'x-hub-signature-256': `sha256=${createHmac('sha256', this.target.secret).update(body).digest('hex')}`,
@@ -157,8 +181,14 @@ export class WebhookSender {
       });
       await res.arrayBuffer();
       d.statusCode = res.status;
+      d.status = res.status >= 200 && res.status < 300 ? 'OK' : `Invalid HTTP Response: ${res.status}`;
     } catch {
       d.statusCode = 0;
     }
+    d.durationS = (Date.now() - started) / 1000;
+  }
+
+  find(id: number): Delivery | undefined {
+    return this.deliveries.find((d) => d.id === id);
   }
 }
