@@ -20,6 +20,8 @@ import { GitHubApp } from './github/app.ts';
 import { readAppPrivateKey } from './github/app-key.ts';
 import { deliveriesApi } from './github/deliveries.ts';
 import { Redeliverer } from './core/redeliver.ts';
+import { QueuedJobPoller } from './core/poller.ts';
+import { queuedJobsApi } from './github/queued-jobs.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer, LISTEN_BACKLOG } from './http/limits.ts';
@@ -61,6 +63,8 @@ export class HatcheryService {
     readonly githubApp: GitHubApp | null,
     /** Failed webhook deliveries redelivered (with a GitHub App and its webhook secret). */
     readonly redeliverer: Redeliverer | null,
+    /** Queued jobs no webhook announced (with a GitHub App). */
+    readonly poller: QueuedJobPoller | null,
     readonly links: GuestLinks,
     readonly worker: Worker,
     readonly reconciler: Reconciler,
@@ -151,6 +155,7 @@ export class HatcheryService {
 
     const links = new GuestLinks(ctx);
     const intake = new Intake(ctx);
+    const jobs = new JobIntake(ctx);
     const worker = new Worker(ctx, {
       concurrency: config.workers.concurrency,
       leaseMs: config.workers.lease_seconds * 1000,
@@ -168,13 +173,24 @@ export class HatcheryService {
       store,
       providers,
       intake,
-      new JobIntake(ctx),
+      jobs,
       githubApp,
       githubApp && config.github.app?.webhook_secret
         ? new Redeliverer(
             { store, log: log.child({ component: 'redeliver' }), clock },
             deliveriesApi(githubApp),
             Math.max(1, config.github.app.redeliver_seconds) * 1000,
+          )
+        : null,
+      githubApp && config.github.app
+        ? new QueuedJobPoller(
+            {
+              jobs,
+              log: log.child({ component: 'poller' }),
+              remember: (repository, id) => githubApp.remember(repository, id),
+            },
+            queuedJobsApi(githubApp),
+            Math.max(1, config.github.app.poll_seconds) * 1000,
           )
         : null,
       links,
@@ -211,6 +227,7 @@ export class HatcheryService {
     if (opts.http !== false) await service.listen(apiFor);
     // After listening: what it redelivers comes back to this service.
     if (config.github.app?.redeliver_seconds) service.redeliverer?.start();
+    if (config.github.app?.poll_seconds) service.poller?.start();
     return service;
   }
 
@@ -282,6 +299,7 @@ export class HatcheryService {
       await closing;
     }
     await this.redeliverer?.stop();
+    await this.poller?.stop();
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();

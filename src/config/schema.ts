@@ -153,6 +153,12 @@ export const configSchema = z
               .describe(
                 'list failed webhook deliveries this often and redeliver those never received (0: off)',
               ),
+            poll_seconds: z
+              .number()
+              .int()
+              .min(0)
+              .default(60)
+              .describe("ask GitHub for queued jobs of the App's repositories this often (0: off)"),
           })
           .strict()
           .optional()

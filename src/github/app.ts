@@ -129,7 +129,11 @@ export class GitHubApp implements TokenSource {
   }
 
   async tokenFor(repository: string): Promise<string> {
-    const installationId = await this.installationFor(repository);
+    return this.installationToken(await this.installationFor(repository));
+  }
+
+  /** A token of the installation, minted or cached; replaced when it is about to lapse. */
+  async installationToken(installationId: number): Promise<string> {
     try {
       // A token GitHub refused is still in auth-app's cache: mint a new one instead.
       let auth = await this.auth({
@@ -151,6 +155,45 @@ export class GitHubApp implements TokenSource {
       // The installation is gone (uninstalled, replaced): look it up again next time.
       if (err.status === 404 || err.status === 401) this.forgetInstallation(installationId);
       throw err;
+    }
+  }
+
+  /**
+   * A GET with an installation token. With `etag`, a conditional request: `notModified` when
+   * GitHub answers 304 (which does not count against the rate limit).
+   */
+  async installationGet<T>(
+    installationId: number,
+    route: string,
+    params: Record<string, unknown>,
+    etag?: string,
+  ): Promise<
+    | { notModified: true; headers: Record<string, string | number | undefined> }
+    | { notModified: false; data: T; headers: Record<string, string | number | undefined> }
+  > {
+    const token = await this.installationToken(installationId);
+    try {
+      const r = await this.octokit.request(route, {
+        ...params,
+        headers: {
+          'x-github-api-version': API_VERSION,
+          authorization: `token ${token}`,
+          ...(etag ? { 'if-none-match': etag } : {}),
+        },
+        request: { signal: AbortSignal.timeout(this.timeoutMs) },
+      });
+      return {
+        notModified: false,
+        data: r.data as T,
+        headers: r.headers as Record<string, string | undefined>,
+      };
+    } catch (e) {
+      const status = (e as { status?: number }).status;
+      const headers = (e as { response?: { headers?: Record<string, string | undefined> } }).response
+        ?.headers;
+      if (status === 304) return { notModified: true, headers: headers ?? {} };
+      if (status === 401) this.stale.add(installationId);
+      throw wrap(`GitHub App ${this.appId}: ${route}`, e, token, this.timeoutMs);
     }
   }
 

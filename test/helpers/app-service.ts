@@ -66,6 +66,7 @@ export class AppService {
             private_key_file: 'app.pem',
             ...(opts.webhookSecret === false ? {} : { webhook_secret: self.secret }),
             redeliver_seconds: opts.redeliverSeconds ?? 0,
+            poll_seconds: 0,
           },
         },
         runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },

@@ -109,6 +109,7 @@ describe('hatchery CLI', () => {
       id: 1234,
       private_key_file: path.join(dir, 'app.pem'),
       redeliver_seconds: 60,
+      poll_seconds: 60,
     });
     assert.ok(!ok.stdout.includes('PRIVATE KEY') && !ok.stderr.includes('PRIVATE KEY'));
     const bad = path.join(dir, 'badapp.toml');

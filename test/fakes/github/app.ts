@@ -107,6 +107,10 @@ export class FakeApp {
     return t;
   }
 
+  all(): FakeInstallationSpec[] {
+    return [...this.installations];
+  }
+
   installation(id: number): FakeInstallationSpec | undefined {
     return this.installations.find((i) => i.id === id);
   }
@@ -213,6 +217,7 @@ export const JWT_ROUTES = new Set([
   'POST /app/installations/{installation_id}/access_tokens',
   'GET /app/hook/deliveries',
   'POST /app/hook/deliveries/{delivery_id}/attempts',
+  'GET /app/installations',
 ]);
 
 type AppHandler = (app: FakeApp, ...args: Parameters<RestHandler>) => RestReply;
@@ -293,7 +298,53 @@ const redeliver: AppHandler = (app, req) => {
   return { status: 202, body: {} };
 };
 
+// GitHub's description of this operation combines the account's two shapes with allOf (user AND
+// enterprise) where its other operations say anyOf: the enterprise fields are added so that the
+// reply satisfies it (GitHub's own example for it does not).
+const listInstallations: AppHandler = (app, req) => ({
+  status: 200,
+  body: app.all().map((i) => {
+    const json = app.installationJson(i, req.apiUrl);
+    const at = new Date(0).toISOString();
+    Object.assign(json.account as Record<string, unknown>, {
+      name: i.account,
+      slug: i.account.toLowerCase(),
+      created_at: at,
+      updated_at: at,
+    });
+    return json;
+  }),
+});
+
+/** The repositories an installation token reaches: those chosen, or every one of the account's that has jobs. */
+const installationRepositories: AppHandler = (app, req) => {
+  if (req.principal?.kind !== 'installation')
+    return jwtRefusal('This endpoint requires an installation token');
+  const i = app.installation(req.principal.installationId);
+  if (!i) return notFound();
+  const names =
+    i.repositories ??
+    [...new Set(req.state.jobs().map((j) => j.repository))].filter(
+      (r) => r.split('/')[0]!.toLowerCase() === i.account.toLowerCase(),
+    );
+  const template = (
+    req.example?.('repository-paginated-2') as { repositories?: Record<string, unknown>[] } | undefined
+  )?.repositories?.[0];
+  const repositories = template
+    ? names.map((full, n) => {
+        const [owner, name] = full.split('/') as [string, string];
+        const r = structuredClone(template);
+        Object.assign(r, { id: 9000 + n, name, full_name: full });
+        Object.assign(r.owner as Record<string, unknown>, { login: owner });
+        return r;
+      })
+    : [];
+  return { status: 200, body: { total_count: repositories.length, repositories } };
+};
+
 export const appHandlers: Record<string, AppHandler> = {
+  'GET /app/installations': listInstallations,
+  'GET /installation/repositories': installationRepositories,
   'GET /app/hook/deliveries': listDeliveries,
   'POST /app/hook/deliveries/{delivery_id}/attempts': redeliver,
   'GET /repos/{owner}/{repo}/installation': byScope,

@@ -279,6 +279,12 @@ export class GitHubOpenApi implements ApiContract {
     return fn(body) ? [] : formatErrors(`error reply ${status} body`, fn.errors);
   }
 
+  example(name: string): unknown {
+    const examples = isObject(this.components.examples) ? this.components.examples : {};
+    const ex = examples[name];
+    return isObject(ex) ? structuredClone(ex.value) : undefined;
+  }
+
   /** Checks a value against one of the description's component schemas. */
   validateSchema(component: string, value: unknown): string[] {
     if (!isObject(this.components.schemas) || !(component in this.components.schemas))

@@ -6,6 +6,7 @@
 // `violations`: a test that ends with violations has found a bug in Hatchery or in this fake,
 // and close() — which every test's cleanup calls — fails with them unless the test declared
 // them (expectViolation) or took them to assert on (takeViolations).
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -33,6 +34,7 @@ import {
   type FakeRunner,
   type JobEventAction,
 } from './state.ts';
+import { runHandlers } from './runs.ts';
 import { buildTarball } from './tarball.ts';
 import { WebhookSender, workflowJobPayload, type WebhookTarget } from './webhooks.ts';
 
@@ -201,6 +203,7 @@ export class FakeGitHub {
   static async start(opts: FakeGitHubOptions = {}): Promise<FakeGitHub> {
     const api = await loadContract(opts.validation ?? 'required', [
       ...Object.keys(restHandlers),
+      ...Object.keys(runHandlers),
       ...(opts.app ? Object.keys(appHandlers) : []),
     ]);
     const fake = new FakeGitHub(opts, api);
@@ -522,7 +525,7 @@ export class FakeGitHub {
     const app = this.githubApp;
     const appHandler = app ? appHandlers[key] : undefined;
     const handler: RestHandler | undefined =
-      restHandlers[key] ?? (app && appHandler ? (r) => appHandler(app, r) : undefined);
+      restHandlers[key] ?? runHandlers[key] ?? (app && appHandler ? (r) => appHandler(app, r) : undefined);
     if (!handler) {
       this.violation(`${what}: ${key} (${match.operationId}) is not implemented by the stand-in GitHub`);
       this.reply(req, res, notFound(), match);
@@ -574,7 +577,7 @@ export class FakeGitHub {
 
     const scope = scopeOf(match.params);
     // /app/… endpoints are about the App, not about a repository.
-    const scoped = !match.template.startsWith('/app/');
+    const scoped = !match.template.startsWith('/app/') && !match.template.startsWith('/installation/');
     if (scoped && this.repositories) {
       const known =
         scope.kind === 'repo'
@@ -591,7 +594,7 @@ export class FakeGitHub {
       return;
     }
     // An installation token reaches only what its installation covers (GitHub: 404).
-    if (principal.kind === 'installation' && !app?.covers(principal.installationId, scope)) {
+    if (scoped && principal.kind === 'installation' && !app?.covers(principal.installationId, scope)) {
       this.reply(req, res, notFound(), match);
       return;
     }
@@ -606,6 +609,8 @@ export class FakeGitHub {
         apiUrl: this.baseUrl,
         path,
         guestBaseUrl: this.guestBaseUrl,
+        principal,
+        example: (name) => this.api.example(name),
       });
     } catch (e) {
       this.violation(`${what}: the stand-in GitHub failed: ${(e as Error).stack ?? String(e)}`);
@@ -616,6 +621,16 @@ export class FakeGitHub {
         match,
       );
       return;
+    }
+    // Conditional requests, as GitHub answers every GET: an unchanged body is a 304 (free of rate limit).
+    if (req.method === 'GET' && reply.status === 200 && reply.body !== undefined) {
+      const etag = `W/"${createHash('sha256').update(JSON.stringify(reply.body)).digest('hex').slice(0, 32)}"`;
+      if (req.get('if-none-match') === etag) {
+        this.requests.push({ method: req.method, path: req.originalUrl, status: 304 });
+        res.set({ etag, 'x-github-api-version-selected': API_VERSION }).status(304).end();
+        return;
+      }
+      reply = { ...reply, headers: { ...reply.headers, ETag: etag } };
     }
     this.reply(req, res, reply, match);
   }
