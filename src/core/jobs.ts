@@ -110,6 +110,12 @@ export class JobIntake {
       } else if (await this.liveVm(job.vm)) {
         out.result = 'duplicate';
         out.note = `VM ${job.vm} is already requested for it`;
+      } else if (job.vm && (await this.ranAJob(job.vm))) {
+        // A late `queued` (the poller's snapshot, a redelivery) after its VM ran a job whose
+        // in_progress has not arrived: most likely this job. If it was another one, that job's
+        // in_progress names this VM and the binding gives this job a VM then (bind).
+        out.result = 'duplicate';
+        out.note = `its VM ${job.vm} has run a job already; GitHub's in_progress says which`;
       } else {
         job.vm = await this.createVm(job, match.runnerLabels, out);
         out.result = 'vm_requested';
@@ -158,6 +164,7 @@ export class JobIntake {
   ): Promise<void> {
     if (job.runnerName === runnerName) return;
     const own = await this.liveVm(job.vm);
+    const ownName = job.vm; // before it is rebound below
     const taker = await this.ctx.store.getVm(runnerName);
     if (taker && taker.name === own?.name) {
       out.result = 'bound';
@@ -170,9 +177,14 @@ export class JobIntake {
       if (other && other.jobId !== job.jobId) {
         changed.push(other);
         other.updatedAt = job.updatedAt;
-        if (own && UNSTARTED.has(own.state)) {
-          other.vm = own.name;
-          other.note = `its VM ${taker.name} ran job ${job.jobId}; it takes ${own.name}, created for that job`;
+        // This job's own VM goes to the other job: if it has not started, it will serve it; if it
+        // has started (or ran) a job, that was most likely the other job (the two runners crossed,
+        // and that in_progress is still on its way); were it a third job, that job's in_progress
+        // rebinds and the other job gets a new VM then. A new VM only when this job had none.
+        const mine = own ? own.name : ownName && (await this.ranAJob(ownName)) ? ownName : null;
+        if (mine) {
+          other.vm = mine;
+          other.note = `its VM ${taker.name} ran job ${job.jobId}; it takes ${mine}, created for that job`;
         } else if (RANK[other.status] <= RANK.queued && other.pool) {
           const labels = poolForJob(this.ctx.pools, other.labels);
           other.vm = labels.pool ? await this.createVm(other, labels.runnerLabels, out) : null;
@@ -190,6 +202,11 @@ export class JobIntake {
       await this.destroy(own.name, `job ${job.jobId} ran on runner ${runnerName}, not on this VM`, out);
     }
     job.vm = null;
+  }
+
+  private async ranAJob(name: string): Promise<boolean> {
+    const vm = await this.ctx.store.getVm(name);
+    return vm !== null && (await this.ctx.store.listEvents(vm.id)).some((e) => e.toState === 'busy');
   }
 
   private async liveVm(name: string | null): Promise<VmRecord | null> {

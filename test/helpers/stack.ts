@@ -94,7 +94,9 @@ export interface StackOptions {
    * A GitHub App (`[github.app]`, key file beside the config) installed on these accounts
    * (each with all its repositories) in the stand-in; with `githubToken: false`, no PAT at all.
    */
-  app?: { installations: string[]; webhookSecret?: string };
+  app?: { installations: string[]; webhookSecret?: string; settings?: Record<string, unknown> };
+  /** The service listens on a port chosen up front (kept across restarts: webhooks are sent to it). */
+  fixedPort?: boolean;
   /** Extra top-level TOML sections merged into the generated file. */
   extra?: Record<string, unknown>;
   /**
@@ -158,9 +160,10 @@ export class StackFiles {
       grants: opts.grants,
     });
     // A guest's forward to the service is set up when its VM starts: the port must be known.
-    const port = opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
-      ? await freePort()
-      : 0;
+    const port =
+      opts.fixedPort || opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
+        ? await freePort()
+        : 0;
     return new StackFiles(fake, { ...opts, tokens }, port, appKeys?.privateKey);
   }
 
@@ -203,6 +206,7 @@ export class StackFiles {
                 id: StackFiles.APP_ID,
                 private_key_file: 'app.pem',
                 ...(opts.app.webhookSecret ? { webhook_secret: opts.app.webhookSecret } : {}),
+                ...opts.app.settings,
               },
             }
           : {}),

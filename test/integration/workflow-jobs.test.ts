@@ -163,6 +163,25 @@ describe('workflow_job webhooks', () => {
     assert.equal((await vmsOf([5003, 5004])).length, 2);
   });
 
+  it('a late queued after its VM ran a job (in_progress not here yet) creates no second VM', async () => {
+    const [vm] = (await post(5009, 'queued')).vms_created;
+    // The VM's runner runs a job (the stand-in hands it one for its unique label), then the VM ends.
+    const ran = app.fake.queueJob({
+      repository: 'octo-org/app',
+      labels: ['self-hosted', vm!],
+      name: 'some job',
+    });
+    assert.equal((await app.fake.waitForJob(ran.id, { timeoutMs: 60_000 })).runnerName, vm);
+    assert.equal((await ended(app, vm!)).state, 'destroyed');
+    const late = await post(5009, 'queued');
+    assert.equal(late.result, 'duplicate');
+    assert.deepEqual(late.vms_created, []);
+    // If that was another job (5010), its in_progress says so, and 5009 gets a VM then.
+    const moved = await post(5010, 'in_progress', vm!);
+    assert.equal(moved.vms_created.length, 1);
+    assert.equal((await app.service.store.getJob(5009))?.vm, moved.vms_created[0]);
+  });
+
   it('run by a runner not ours, or cancelled while queued: its VM is destroyed', async () => {
     const [vmE] = (await post(5005, 'queued')).vms_created;
     assert.deepEqual((await post(5005, 'in_progress', 'static-runner-1')).vms_destroyed, [vmE]);

@@ -163,8 +163,11 @@ export class WebhookSender {
       redelivery: what.redelivery ?? false,
       body,
     };
-    this.deliveries.push(d);
-    if (!d.redelivery && this.target.drop?.(d.event, payload)) return;
+    // Listed once attempted, as GitHub lists them (an attempt in flight is not a failure yet).
+    if (!d.redelivery && this.target.drop?.(d.event, payload)) {
+      this.deliveries.push(d);
+      return;
+    }
     try {
       const res = await fetch(this.target.url, {
         method: 'POST',
@@ -186,6 +189,7 @@ export class WebhookSender {
       d.statusCode = 0;
     }
     d.durationS = (Date.now() - started) / 1000;
+    this.deliveries.push(d);
   }
 
   find(id: number): Delivery | undefined {
