@@ -11,10 +11,17 @@ import { crashPointFor } from './core/crash-points.ts';
 import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
+import { JobIntake } from './core/jobs.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
+import { GitHubApp } from './github/app.ts';
+import { readAppPrivateKey } from './github/app-key.ts';
+import { deliveriesApi } from './github/deliveries.ts';
+import { Redeliverer } from './core/redeliver.ts';
+import { QueuedJobPoller } from './core/poller.ts';
+import { queuedJobsApi } from './github/queued-jobs.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { BOOTSTRAP_FILES, GUEST_OSES, runnerFor, type GuestOs } from './guest/os.ts';
 import { createApp } from './http/app.ts';
@@ -56,6 +63,12 @@ export class HatcheryService {
     readonly store: Store,
     readonly providers: Providers,
     readonly intake: Intake,
+    readonly jobs: JobIntake,
+    readonly githubApp: GitHubApp | null,
+    /** Failed webhook deliveries redelivered (with a GitHub App and its webhook secret). */
+    readonly redeliverer: Redeliverer | null,
+    /** Queued jobs no webhook announced (with a GitHub App). */
+    readonly poller: QueuedJobPoller | null,
     readonly links: GuestLinks,
     readonly worker: Worker,
     readonly reconciler: Reconciler,
@@ -81,16 +94,32 @@ export class HatcheryService {
       }
       return api;
     };
+    // The GitHub App, when configured, mints every runner but those of legacy requests that
+    // bring their own PAT: its tokens last an hour and cover only the repositories it is installed on.
+    const githubApp = config.github.app
+      ? new GitHubApp({
+          apiUrl: config.github.api_url,
+          appId: config.github.app.id,
+          privateKey: readAppPrivateKey(config.github.app.private_key_file),
+          clock,
+        })
+      : null;
+    const appRunners = githubApp
+      ? createRunnersApi({ apiUrl: config.github.api_url, token: githubApp })
+      : null;
     const runnersFor = (vm: { credential: string | null }): RunnersApi => {
-      let token = config.github.token;
       if (vm.credential) {
         if (!config.legacy.openssl_password)
           throw new GitHubError('legacy credential but no legacy.openssl_password', 401);
-        token = decryptGitHubToken(vm.credential, config.legacy.openssl_password);
+        return apiFor(decryptGitHubToken(vm.credential, config.legacy.openssl_password));
       }
-      if (!token)
-        throw new GitHubError('no GitHub credential: set github.token (HATCHERY_GITHUB_TOKEN)', 401);
-      return apiFor(token);
+      if (appRunners) return appRunners;
+      if (!config.github.token)
+        throw new GitHubError(
+          'no GitHub credential: set github.app (a GitHub App) or github.token (HATCHERY_GITHUB_TOKEN)',
+          401,
+        );
+      return apiFor(config.github.token);
     };
 
     const notifier = new Notifier();
@@ -125,11 +154,14 @@ export class HatcheryService {
       log.warn(
         'legacy.allow_unsigned: the legacy route accepts unsigned requests from anyone who can reach it',
       );
-    if (!config.github.token)
-      log.warn('github.token not set: only legacy requests carrying a PAT can mint runners');
+    if (!config.github.token && !githubApp)
+      log.warn(
+        'neither github.app nor github.token set: only legacy requests carrying a PAT can mint runners',
+      );
 
     const links = new GuestLinks(ctx);
     const intake = new Intake(ctx);
+    const jobs = new JobIntake(ctx);
     const worker = new Worker(ctx, {
       concurrency: config.workers.concurrency,
       leaseMs: config.workers.lease_seconds * 1000,
@@ -147,6 +179,26 @@ export class HatcheryService {
       store,
       providers,
       intake,
+      jobs,
+      githubApp,
+      githubApp && config.github.app?.webhook_secret
+        ? new Redeliverer(
+            { store, log: log.child({ component: 'redeliver' }), clock },
+            deliveriesApi(githubApp),
+            Math.max(1, config.github.app.redeliver_seconds) * 1000,
+          )
+        : null,
+      githubApp && config.github.app
+        ? new QueuedJobPoller(
+            {
+              jobs,
+              log: log.child({ component: 'poller' }),
+              remember: (repository, id) => githubApp.remember(repository, id),
+            },
+            queuedJobsApi(githubApp),
+            Math.max(1, config.github.app.poll_seconds) * 1000,
+          )
+        : null,
       links,
       worker,
       reconciler,
@@ -179,6 +231,9 @@ export class HatcheryService {
     worker.start();
     reconciler.start();
     if (opts.http !== false) await service.listen(apiFor);
+    // After listening: what it redelivers comes back to this service.
+    if (config.github.app?.redeliver_seconds) service.redeliverer?.start();
+    if (config.github.app?.poll_seconds) service.poller?.start();
     return service;
   }
 
@@ -195,13 +250,18 @@ export class HatcheryService {
       baseUrl: () => this.url,
       apiToken: config.api.token,
       controlSecret: config.control.secret,
+      github: {
+        secret: config.github.app?.webhook_secret,
+        jobs: this.jobs,
+        ...(this.githubApp ? { installations: this.githubApp } : {}),
+      },
       legacy: config.legacy.enabled
         ? {
             secret: config.legacy.secret,
             opensslPassword: config.legacy.openssl_password,
             waitForReady: config.legacy.wait_for_ready,
             waitTimeoutS: config.legacy.wait_timeout,
-            hasDefaultToken: Boolean(config.github.token),
+            hasDefaultToken: Boolean(config.github.token || config.github.app),
             checkToken: (repository, token) => apiFor(token).checkAccess(repository),
           }
         : undefined,
@@ -246,6 +306,8 @@ export class HatcheryService {
       setTimeout(() => server.closeAllConnections(), 2000).unref();
       await closing;
     }
+    await this.redeliverer?.stop();
+    await this.poller?.stop();
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();

@@ -6,6 +6,7 @@ import { registerConfigCommands } from './config.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerEncryptTokenCommand } from './encrypt-token.ts';
 import { registerImageCommands } from './image.ts';
+import { registerRelayCommand } from './relay.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerVmCommands } from './vm.ts';
 
@@ -22,6 +23,7 @@ registerConfigCommands(program);
 registerEncryptTokenCommand(program);
 registerImageCommands(program);
 registerDemoCommand(program);
+registerRelayCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { parse as parseToml } from 'smol-toml';
+import { AppKeyError, readAppPrivateKey } from '../github/app-key.ts';
 import { PROVIDER_KINDS } from '../providers/registry.ts';
 import { configSchema, type Config } from './schema.ts';
 
@@ -30,8 +31,12 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-/** Sections whose scalar keys can be set as HATCHERY_<SECTION>_<KEY>. */
+/**
+ * Sections whose scalar keys can be set as HATCHERY_<SECTION>_<KEY>; a nested section's name
+ * is its dotted path (HATCHERY_GITHUB_APP_ID → github.app.id), listed before its parent.
+ */
 const ENV_SECTIONS = [
+  'github.app',
   'server',
   'api',
   'control',
@@ -110,12 +115,17 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       fromEnv[name] = `providers.${instance}.${key}`;
       continue;
     }
-    const section = ENV_SECTIONS.find((s) => rest.startsWith(`${s}_`));
+    const section = ENV_SECTIONS.find((s) => rest.startsWith(`${s.replace('.', '_')}_`));
     if (!section) continue; // not ours (e.g. HATCHERY_TEST_*): ignore rather than fail
     const key = rest.slice(section.length + 1);
-    const target = (raw[section] ??= {}) as Record<string, unknown>;
-    if (typeof target !== 'object' || Array.isArray(target)) continue;
-    target[key] = envValue(value);
+    let target: unknown = raw;
+    for (const part of section.split('.')) {
+      const parent = target as Record<string, unknown>;
+      target = parent[part] ??= {};
+      if (typeof target !== 'object' || target === null || Array.isArray(target)) break;
+    }
+    if (typeof target !== 'object' || target === null || Array.isArray(target)) continue;
+    (target as Record<string, unknown>)[key] = envValue(value);
     fromEnv[name] = `${section}.${key}`;
   }
 
@@ -139,6 +149,26 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   config.store.path = path.resolve(base, config.store.path);
   config.ssh.state_dir = path.resolve(base, config.ssh.state_dir);
   for (const pool of config.pools) if (pool.prepare) pool.prepare.key = path.resolve(base, pool.prepare.key);
+  const app = config.github.app;
+  if (app) {
+    app.private_key_file = path.resolve(base, app.private_key_file);
+    // Checked now, so that `config check` and `serve` refuse a key GitHub would refuse later.
+    try {
+      readAppPrivateKey(app.private_key_file);
+    } catch (e) {
+      if (!(e instanceof AppKeyError)) throw e;
+      const source = Object.entries(fromEnv).find(([, k]) => k === 'github.app.private_key_file')?.[0];
+      throw new ConfigError(
+        `invalid configuration:\n  ${source ? `env ${source}` : where}: github.app.private_key_file: ${e.message}`,
+      );
+    }
+    if (!app.webhook_secret)
+      warnings.push(
+        `${where}: github.app.webhook_secret is not set: POST /hooks/github answers 503 (no autoscaling; the App still mints runners)`,
+      );
+    if (config.github.token)
+      warnings.push(`${where}: github.app and github.token are both set: runners are minted through the App`);
+  }
   for (const p of Object.values(config.providers)) {
     const settings = p.settings as Record<string, unknown>;
     for (const key of PROVIDER_KINDS[p.kind].pathKeys ?? []) {

@@ -137,6 +137,36 @@ export const configSchema = z
         api_url: z.string().url().default('https://api.github.com'),
         token: z.string().min(1).optional().describe('PAT minting JIT runner configs for explicit requests'),
         runner_group_id: z.number().int().min(1).default(1),
+        app: z
+          .object({
+            id: z.number().int().positive().describe("the App's numeric id (its settings page: App ID)"),
+            private_key_file: z
+              .string()
+              .min(1)
+              .describe('the .pem GitHub generated for the App; checked when the config is loaded'),
+            webhook_secret: z
+              .string()
+              .min(16, 'at least 16 characters')
+              .optional()
+              .describe("the App's webhook secret: POST /hooks/github verifies X-Hub-Signature-256 with it"),
+            redeliver_seconds: z
+              .number()
+              .int()
+              .min(0)
+              .default(60)
+              .describe(
+                'list failed webhook deliveries this often and redeliver those never received (0: off)',
+              ),
+            poll_seconds: z
+              .number()
+              .int()
+              .min(0)
+              .default(60)
+              .describe("ask GitHub for queued jobs of the App's repositories this often (0: off)"),
+          })
+          .strict()
+          .optional()
+          .describe('a GitHub App: mints runners through installation tokens (preferred over token)'),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,7 @@
 // The GitHub REST calls Hatchery makes about runners: mint a one-shot JIT config, list and
-// delete registrations. Repository-scoped; the credential (PAT today, App installation later)
-// is given per call, so one client serves every repository.
+// delete registrations. Repository-scoped; the credential is a PAT, or a source of tokens per
+// repository (the GitHub App's installation tokens: ./app.ts), so one client serves every
+// repository.
 import { httpFetch } from './http-fetch.ts';
 import { Octokit } from '@octokit/core';
 
@@ -49,7 +50,15 @@ export interface RunnersApi {
   deleteRunner(repository: string, runnerId: number): Promise<'deleted' | 'absent'>;
 }
 
-const API_VERSION = '2022-11-28';
+/** Where a client's tokens come from when they are not one fixed PAT (the GitHub App). */
+export interface TokenSource {
+  /** A token valid for the repository now. */
+  tokenFor(repository: string): Promise<string>;
+  /** GitHub refused the token: forget it (and its installation) so that the next one is fresh. */
+  refused?(repository: string): void;
+}
+
+export const API_VERSION = '2022-11-28';
 /** A call GitHub has not answered within this long failed (undici would wait 300 s for headers). */
 const DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -80,7 +89,7 @@ function networkCause(e: unknown, timeoutMs: number): string {
  * status is null (retryable) and the message keeps the cause. Never includes the request's
  * headers; the token is masked should any message carry it.
  */
-function wrap(what: string, e: unknown, token: string, timeoutMs: number): GitHubError {
+export function wrap(what: string, e: unknown, token: string, timeoutMs: number): GitHubError {
   const response = (e as { response?: { status?: number; data?: { message?: unknown } } }).response;
   const mask = (m: string) => (token ? m.split(token).join('[token]') : m);
   if (response === undefined) return new GitHubError(mask(`${what}: ${networkCause(e, timeoutMs)}`), null);
@@ -93,64 +102,84 @@ function wrap(what: string, e: unknown, token: string, timeoutMs: number): GitHu
 
 export function createRunnersApi(opts: {
   apiUrl: string;
-  token: string;
+  /** A PAT, or a source of per-repository tokens (the GitHub App). */
+  token: string | TokenSource;
   userAgent?: string;
   /** Per call (default 30 s). */
   timeoutMs?: number;
 }): RunnersApi {
   const octokit = new Octokit({
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
-    auth: opts.token,
     userAgent: opts.userAgent ?? 'hatchery',
     request: { retries: 0, fetch: httpFetch },
   });
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const headers = { 'x-github-api-version': API_VERSION };
-  // A fresh deadline for each call (AbortSignal.timeout starts counting when it is created).
-  const request = () => ({ signal: AbortSignal.timeout(timeoutMs) });
-  const failure = (what: string, e: unknown) => wrap(what, e, opts.token, timeoutMs);
+  const fixed = typeof opts.token === 'string' ? opts.token : null;
+  const source: TokenSource = fixed !== null ? { tokenFor: async () => fixed } : (opts.token as TokenSource);
+  /**
+   * Runs one request with the repository's token (sent as a header: a fixed PAT and App tokens
+   * alike), a fresh deadline (AbortSignal.timeout counts from its creation), and once more with
+   * a fresh token when an App token was refused (revoked, or its installation replaced).
+   */
+  async function call<T>(
+    repository: string,
+    what: string,
+    run: (request: { headers: Record<string, string>; request: { signal: AbortSignal } }) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let token = '';
+      try {
+        token = await source.tokenFor(repository);
+        return await run({
+          headers: { 'x-github-api-version': API_VERSION, authorization: `token ${token}` },
+          request: { signal: AbortSignal.timeout(timeoutMs) },
+        });
+      } catch (e) {
+        if (e instanceof GitHubError) throw e;
+        const status = (e as { status?: number }).status;
+        if (status === 401 && source.refused && attempt === 1) {
+          source.refused(repository);
+          continue;
+        }
+        throw wrap(what, e, token, timeoutMs);
+      }
+    }
+  }
 
   return {
     async generateJitConfig(repository, req) {
       const { owner, repo } = split(repository);
-      try {
-        const r = await octokit.request('POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig', {
+      const r = await call(repository, `generate JIT config for ${req.name} in ${repository}`, (extra) =>
+        octokit.request('POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig', {
           owner,
           repo,
           name: req.name,
           labels: req.labels,
           runner_group_id: req.runnerGroupId,
           work_folder: req.workFolder ?? '_work',
-          headers,
-          request: request(),
-        });
-        return {
-          runnerId: r.data.runner.id,
-          runnerName: r.data.runner.name,
-          encodedJitConfig: r.data.encoded_jit_config,
-        };
-      } catch (e) {
-        throw failure(`generate JIT config for ${req.name} in ${repository}`, e);
-      }
+          ...extra,
+        }),
+      );
+      return {
+        runnerId: r.data.runner.id,
+        runnerName: r.data.runner.name,
+        encodedJitConfig: r.data.encoded_jit_config,
+      };
     },
 
     async listRunners(repository) {
       const { owner, repo } = split(repository);
       const all: RunnerInfo[] = [];
       for (let page = 1; page < 100; page++) {
-        let r;
-        try {
-          r = await octokit.request('GET /repos/{owner}/{repo}/actions/runners', {
+        const r = await call(repository, `list runners of ${repository}`, (extra) =>
+          octokit.request('GET /repos/{owner}/{repo}/actions/runners', {
             owner,
             repo,
             per_page: 100,
             page,
-            headers,
-            request: request(),
-          });
-        } catch (e) {
-          throw failure(`list runners of ${repository}`, e);
-        }
+            ...extra,
+          }),
+        );
         for (const x of r.data.runners) {
           all.push({
             id: x.id,
@@ -167,33 +196,27 @@ export function createRunnersApi(opts: {
 
     async checkAccess(repository) {
       const { owner, repo } = split(repository);
-      try {
-        await octokit.request('GET /repos/{owner}/{repo}/actions/runners', {
-          owner,
-          repo,
-          per_page: 1,
-          headers,
-          request: request(),
-        });
-      } catch (e) {
-        throw failure(`list runners of ${repository}`, e);
-      }
+      await call(repository, `list runners of ${repository}`, (extra) =>
+        octokit.request('GET /repos/{owner}/{repo}/actions/runners', { owner, repo, per_page: 1, ...extra }),
+      );
     },
 
     async deleteRunner(repository, runnerId) {
       const { owner, repo } = split(repository);
       try {
-        await octokit.request('DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}', {
-          owner,
-          repo,
-          runner_id: runnerId,
-          headers,
-          request: request(),
-        });
+        await call(repository, `delete runner ${runnerId} of ${repository}`, (extra) =>
+          octokit.request('DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}', {
+            owner,
+            repo,
+            runner_id: runnerId,
+            ...extra,
+          }),
+        );
         return 'deleted';
       } catch (e) {
-        if ((e as { status?: number }).status === 404) return 'absent';
-        throw failure(`delete runner ${runnerId} of ${repository}`, e);
+        // 404 from the runner endpoint: gone. Not from a GitHub App missing on the repository.
+        if (e instanceof GitHubError && e.status === 404 && e.name !== 'NotInstalledError') return 'absent';
+        throw e;
       }
     },
   };

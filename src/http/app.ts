@@ -5,14 +5,18 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { GuestInbox } from '../core/guest-inbox.ts';
 import { parseByteSize } from '../config/bytes.ts';
 import type { Intake } from '../core/intake.ts';
+import type { JobIntake } from '../core/jobs.ts';
 import type { Notifier } from '../core/notifier.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/store.ts';
 import { toRequestError } from './errors.ts';
 import { readBody } from './limits.ts';
+import { WebhookStats } from './webhook-stats.ts';
 import { apiRoutes } from './routes/api.ts';
 import { controlRoutes } from './routes/control.ts';
+import { githubRoutes, type InstallationCache } from './routes/github.ts';
 import { guestRoutes } from './routes/guest.ts';
+import { jobsApiRoutes } from './routes/jobs-api.ts';
 import { legacyRoutes, type LegacyOptions } from './routes/legacy.ts';
 
 export interface AppDeps {
@@ -25,6 +29,8 @@ export interface AppDeps {
   baseUrl: () => string;
   apiToken?: string;
   controlSecret?: string;
+  /** GitHub App webhooks (POST /hooks/github); without a secret the route answers 503. */
+  github: { secret?: string; jobs: JobIntake; installations?: InstallationCache };
   /** Absent: the legacy route is off (404). */
   legacy?: LegacyOptions;
   /** A size such as "256kb" (server.body_limit). */
@@ -66,8 +72,11 @@ export function createApp(deps: AppDeps): express.Express {
     }
   });
   app.use(controlRoutes({ ...deps, secret: deps.controlSecret }));
+  const stats = new WebhookStats();
+  app.use(githubRoutes({ ...deps.github, store: deps.store, stats, clock: deps.clock }));
   app.use(guestRoutes(deps));
   app.use(apiRoutes({ ...deps, token: deps.apiToken }));
+  app.use(jobsApiRoutes({ store: deps.store, stats, token: deps.apiToken }));
   if (deps.legacy) app.use(legacyRoutes({ ...deps, opts: deps.legacy }));
 
   app.use((req, res) => {

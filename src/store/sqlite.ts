@@ -16,6 +16,7 @@ import { migrations } from './migrations/sqlite.ts';
 import type {
   Decide,
   DeliveryRef,
+  JobStatus,
   Lease,
   NewVm,
   RunnerRegistration,
@@ -25,6 +26,7 @@ import type {
   TransitionResult,
   VmRecord,
   VmSummary,
+  WorkflowJob,
 } from './store.ts';
 import { guestOrder } from './store.ts';
 
@@ -59,6 +61,25 @@ function toVm(r: Row): VmRecord {
     guestSeq: r.guest_seq as number,
     channelTokenHash: (r.channel_token_hash as string | null) ?? null,
     providerData: JSON.parse(r.provider_data as string) as Record<string, unknown>,
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+
+function jobFromRow(r: Row): WorkflowJob {
+  return {
+    jobId: r.job_id as number,
+    repository: r.repository as string,
+    runId: r.run_id as number,
+    runAttempt: r.run_attempt as number,
+    installationId: (r.installation_id as number | null) ?? null,
+    labels: JSON.parse(r.labels as string) as string[],
+    pool: (r.pool as string | null) ?? null,
+    status: r.status as JobStatus,
+    vm: (r.vm as string | null) ?? null,
+    runnerName: (r.runner_name as string | null) ?? null,
+    vmsCreated: r.vms_created as number,
+    note: r.note as string,
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
   };
@@ -149,6 +170,67 @@ export class SqliteStore implements Store {
       'INSERT INTO deliveries (source, id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     ).run(source, id, now);
     return r.changes === 1;
+  }
+
+  async deliverySeen(source: string, id: string): Promise<boolean> {
+    return this.sql('SELECT 1 FROM deliveries WHERE source = ? AND id = ?').get(source, id) !== undefined;
+  }
+
+  async getJob(jobId: number): Promise<WorkflowJob | null> {
+    const r = this.sql('SELECT * FROM workflow_jobs WHERE job_id = ?').get(jobId) as Row | undefined;
+    return r ? jobFromRow(r) : null;
+  }
+
+  async jobOfVm(vm: string): Promise<WorkflowJob | null> {
+    const r = this.sql('SELECT * FROM workflow_jobs WHERE vm = ? ORDER BY updated_at DESC LIMIT 1').get(
+      vm,
+    ) as Row | undefined;
+    return r ? jobFromRow(r) : null;
+  }
+
+  async saveJobs(jobs: WorkflowJob[]): Promise<void> {
+    const st = this.sql(
+      `INSERT INTO workflow_jobs (job_id, repository, run_id, run_attempt, installation_id, labels, pool,
+         status, vm, runner_name, vms_created, note, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (job_id) DO UPDATE SET repository = excluded.repository, run_id = excluded.run_id,
+         run_attempt = excluded.run_attempt, installation_id = excluded.installation_id,
+         labels = excluded.labels, pool = excluded.pool, status = excluded.status, vm = excluded.vm,
+         runner_name = excluded.runner_name, vms_created = excluded.vms_created, note = excluded.note,
+         updated_at = excluded.updated_at`,
+    );
+    this.db
+      .transaction(() => {
+        for (const j of jobs) {
+          st.run(
+            j.jobId,
+            j.repository,
+            j.runId,
+            j.runAttempt,
+            j.installationId,
+            JSON.stringify(j.labels),
+            j.pool,
+            j.status,
+            j.vm,
+            j.runnerName,
+            j.vmsCreated,
+            j.note,
+            j.createdAt,
+            j.updatedAt,
+          );
+        }
+      })
+      .immediate();
+  }
+
+  async listJobs(filter: { statuses?: readonly JobStatus[]; limit?: number } = {}): Promise<WorkflowJob[]> {
+    const where = filter.statuses?.length
+      ? `WHERE status IN (${filter.statuses.map(() => '?').join(', ')})`
+      : '';
+    const rows = this.db
+      .prepare(`SELECT * FROM workflow_jobs ${where} ORDER BY created_at DESC, job_id DESC LIMIT ?`)
+      .all(...(filter.statuses ?? []), filter.limit ?? 1000) as Row[];
+    return rows.map(jobFromRow);
   }
 
   async insertVm(vm: NewVm, now: number): Promise<{ vm: VmRecord; created: boolean }> {

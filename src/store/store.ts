@@ -4,7 +4,33 @@
 // that re-checks the transition table (lifecycle.TRANSITIONS).
 import type { Action, StateChange, VmState } from '../model/states.ts';
 
-export type VmSource = 'control' | 'legacy' | 'api';
+export type VmSource = 'control' | 'legacy' | 'api' | 'github';
+
+/** How far a GitHub job got, as its workflow_job webhooks said (only ever moves forward). */
+export type JobStatus = 'waiting' | 'queued' | 'in_progress' | 'completed';
+
+/** A GitHub job seen in a workflow_job webhook (GitHub App autoscaling). */
+export interface WorkflowJob {
+  jobId: number;
+  repository: string;
+  runId: number;
+  runAttempt: number;
+  installationId: number | null;
+  /** Its `runs-on` labels, as GitHub sent them. */
+  labels: string[];
+  /** The pool serving it; null: none does (`note` says why). */
+  pool: string | null;
+  status: JobStatus;
+  /** The VM bound to it: created for it, or the one whose runner took it. */
+  vm: string | null;
+  /** The runner GitHub gave it (in_progress, completed). */
+  runnerName: string | null;
+  /** VMs created for it so far (a job whose VM was taken by another job gets another). */
+  vmsCreated: number;
+  note: string;
+  createdAt: number;
+  updatedAt: number;
+}
 
 export interface VmRecord {
   id: number;
@@ -150,6 +176,16 @@ export interface Store {
 
   /** Records a delivery id; false when it was seen before (a duplicate). */
   recordDelivery(source: string, id: string, now: number): Promise<boolean>;
+  /** Whether a delivery id was recorded. */
+  deliverySeen(source: string, id: string): Promise<boolean>;
+
+  getJob(jobId: number): Promise<WorkflowJob | null>;
+  /** The job a VM is bound to, if any. */
+  jobOfVm(vm: string): Promise<WorkflowJob | null>;
+  /** Inserts or replaces jobs (by job id), all in one transaction. */
+  saveJobs(jobs: WorkflowJob[]): Promise<void>;
+  /** Jobs, newest first; only those in `statuses` if given. */
+  listJobs(filter?: { statuses?: readonly JobStatus[]; limit?: number }): Promise<WorkflowJob[]>;
 
   /**
    * Inserts a VM unless a live VM (not destroyed/failed) with the same identity exists;

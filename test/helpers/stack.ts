@@ -3,7 +3,7 @@
 // The service runs in this process (`Stack.start`) or as its own `hatchery serve` process
 // (`ServiceProcess`, for kill -9). `leftovers()` lists everything a VM could leave behind.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
   createWriteStream,
   existsSync,
@@ -90,6 +90,13 @@ export interface StackOptions {
   emulatedGuests?: boolean;
   /** More `[providers.<name>]` sections, beside the QEMU one (then named `qemu`). */
   providers?: Record<string, Record<string, unknown>>;
+  /**
+   * A GitHub App (`[github.app]`, key file beside the config) installed on these accounts
+   * (each with all its repositories) in the stand-in; with `githubToken: false`, no PAT at all.
+   */
+  app?: { installations: string[]; webhookSecret?: string; settings?: Record<string, unknown> };
+  /** The service listens on a port chosen up front (kept across restarts: webhooks are sent to it). */
+  fixedPort?: boolean;
   /** Extra top-level TOML sections merged into the generated file. */
   extra?: Record<string, unknown>;
   /**
@@ -109,14 +116,18 @@ export class StackFiles {
   readonly controlSecret = randomBytes(16).toString('hex');
   readonly apiToken = randomBytes(16).toString('hex');
   readonly instanceId = `e2e-${randomBytes(3).toString('hex')}`;
+  /** The GitHub App's id and private key (StackOptions.app). */
+  static readonly APP_ID = 31337;
 
   private constructor(
     readonly fake: FakeGitHub,
     readonly opts: StackOptions,
     /** The service's port: fixed when guests must reach it (HTTP channel), else 0 (any). */
     readonly servicePort: number,
+    appPrivateKey?: string,
   ) {
     this.dir = mkdtempSync(path.join(tmpdir(), 'hatchery-e2e-'));
+    if (appPrivateKey) writeFileSync(path.join(this.dir, 'app.pem'), appPrivateKey, { mode: 0o600 });
     this.stateDir = path.join(this.dir, 'vms');
     this.configFile = path.join(this.dir, 'hatchery.toml');
     this.storePath = path.join(this.dir, 'hatchery.db');
@@ -126,17 +137,34 @@ export class StackFiles {
 
   static async create(opts: StackOptions = {}): Promise<StackFiles> {
     const tokens = opts.tokens ?? [`ghp_${randomBytes(18).toString('hex')}`];
+    const appKeys = opts.app
+      ? generateKeyPairSync('rsa', {
+          modulusLength: 2048,
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+          privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+        })
+      : undefined;
     const fake = await FakeGitHub.start({
+      ...(opts.app && appKeys
+        ? {
+            app: {
+              id: StackFiles.APP_ID,
+              publicKey: appKeys.publicKey,
+              installations: opts.app.installations.map((account, i) => ({ id: 100 + i, account })),
+            },
+          }
+        : {}),
       // Emulated guests run on this host: they reach the stand-in where it listens.
       guestBaseUrl: opts.emulatedGuests ? undefined : `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
       tokens,
       grants: opts.grants,
     });
     // A guest's forward to the service is set up when its VM starts: the port must be known.
-    const port = opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
-      ? await freePort()
-      : 0;
-    return new StackFiles(fake, { ...opts, tokens }, port);
+    const port =
+      opts.fixedPort || opts.pools?.some((p) => p.channel === 'http' || p.bootstrap === 'ssh')
+        ? await freePort()
+        : 0;
+    return new StackFiles(fake, { ...opts, tokens }, port, appKeys?.privateKey);
   }
 
   private toml(): string {
@@ -172,6 +200,16 @@ export class StackFiles {
       github: {
         api_url: fake.url,
         ...(opts.githubToken === false ? {} : { token: opts.tokens![0]! }),
+        ...(opts.app
+          ? {
+              app: {
+                id: StackFiles.APP_ID,
+                private_key_file: 'app.pem',
+                ...(opts.app.webhookSecret ? { webhook_secret: opts.app.webhookSecret } : {}),
+                ...opts.app.settings,
+              },
+            }
+          : {}),
       },
       runner: {
         url: `http://${GUEST_GITHUB.replace(/:80$/, '')}${fake.runnerTarball.urlPath}`,

@@ -2,6 +2,7 @@
 // a real SQLite store.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -93,6 +94,55 @@ describe('hatchery CLI', () => {
     assert.equal(r.code, 2);
     assert.match(r.stderr, new RegExp(`${bad.replace(/[/.]/g, '\\$&')}: workers\\.concurrency: `));
     assert.match(r.stderr, /limits: unknown key\(s\) "max_vm"/);
+  });
+
+  it('config check validates the GitHub App: its key file (never printed), a missing webhook secret', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    writeFileSync(path.join(dir, 'app.pem'), privateKey);
+    writeFileSync(path.join(dir, 'notakey.pem'), 'hello\n');
+    const run = (file: string) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(
+          process.execPath,
+          [BIN, '--config', file, 'config', 'check'],
+          { cwd: dir },
+          (err, stdout, stderr) =>
+            resolve({ code: (err as { code?: number } | null)?.code ?? 0, stdout, stderr }),
+        ),
+      );
+    const good = path.join(dir, 'app.toml');
+    writeFileSync(good, '[github.app]\nid = 1234\nprivate_key_file = "app.pem"\n');
+    const ok = await run(good);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /github\.app\.webhook_secret is not set: POST \/hooks\/github answers 503/);
+    const effective = JSON.parse(ok.stdout.replace(/^#.*\n/gm, '')) as {
+      github: { app: Record<string, unknown> };
+    };
+    assert.deepEqual(effective.github.app, {
+      id: 1234,
+      private_key_file: path.join(dir, 'app.pem'),
+      redeliver_seconds: 60,
+      poll_seconds: 60,
+    });
+    assert.ok(!ok.stdout.includes('PRIVATE KEY') && !ok.stderr.includes('PRIVATE KEY'));
+    const bad = path.join(dir, 'badapp.toml');
+    writeFileSync(
+      bad,
+      '[github.app]\nid = 1234\nprivate_key_file = "notakey.pem"\nwebhook_secret = "short"\n',
+    );
+    const refused = await run(bad);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /github\.app\.webhook_secret: at least 16 characters/);
+    const missing = path.join(dir, 'nokey.toml');
+    writeFileSync(missing, '[github.app]\nid = 1234\nprivate_key_file = "notakey.pem"\n');
+    const noKey = await run(missing);
+    assert.equal(noKey.code, 2);
+    assert.match(noKey.stderr, /github\.app\.private_key_file: .*notakey\.pem: not a PEM private key/);
+    assert.ok(!noKey.stderr.includes('hello'));
   });
 
   it('encrypt-token produces what the openssl command decrypts, in SpinW transport form', async () => {

@@ -472,12 +472,12 @@ describe('FakeGitHub REST API', () => {
   });
 
   it('answers 404 to endpoints it does not stand in for, and records them', async () => {
-    assert.equal((await gh(fake, 'GET', '/repos/octo/x/actions/runs?status=queued')).status, 404);
+    assert.equal((await gh(fake, 'GET', '/repos/octo/x/actions/workflows')).status, 404);
     assert.equal((await gh(fake, 'GET', '/definitely/not/github')).status, 404);
     assert.equal((await gh(fake, 'PATCH', '/repos/octo/x/actions/runners/1', {})).status, 404);
     const v = fake.takeViolations();
     assert.equal(v.length, 3, v.join('\n'));
-    assert.match(v[0]!, /actions\/list-workflow-runs-for-repo\) is not implemented/);
+    assert.match(v[0]!, /actions\/list-repo-workflows\) is not implemented/);
     assert.match(v[1]!, /not a GitHub REST API endpoint/);
     assert.match(v[2]!, /GitHub has no PATCH operation/);
   });

@@ -282,10 +282,10 @@ describe('sqlite migrations', () => {
     const file = path.join(dir, 'migrate.db');
     const a = new SqliteStore(file);
     opened.push(a);
-    assert.equal(a.schemaVersion(), 3);
+    assert.equal(a.schemaVersion(), 4);
     assert.deepEqual(a.migrate(), [], 'a second run applies nothing');
     const b = new SqliteStore(file);
     opened.push(b);
-    assert.equal(b.schemaVersion(), 3);
+    assert.equal(b.schemaVersion(), 4);
   });
 });

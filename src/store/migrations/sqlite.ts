@@ -91,4 +91,33 @@ export const migrations: Migration[] = [
     // Only the token's hash is kept: the token itself exists in the VM's config alone.
     sql: `ALTER TABLE vms ADD COLUMN channel_token_hash TEXT;`,
   },
+  {
+    version: 4,
+    name: 'workflow jobs (GitHub App autoscaling)',
+    // One row per GitHub job seen in a workflow_job webhook: how far it got (statuses only move
+    // forward, so duplicates and reordered events converge), the pool that serves it, and the VM
+    // bound to it (created for it, or the one whose runner took it: docs/adr). Deliveries are
+    // deduplicated in \`deliveries\` (source 'github'); received_at is indexed to prune old ones.
+    sql: `
+      CREATE TABLE workflow_jobs (
+        job_id INTEGER PRIMARY KEY,
+        repository TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        run_attempt INTEGER NOT NULL,
+        installation_id INTEGER,
+        labels TEXT NOT NULL,
+        pool TEXT,
+        status TEXT NOT NULL,
+        vm TEXT,
+        runner_name TEXT,
+        vms_created INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE INDEX workflow_jobs_vm ON workflow_jobs(vm) WHERE vm IS NOT NULL;
+      CREATE INDEX workflow_jobs_status ON workflow_jobs(status, repository);
+      CREATE INDEX deliveries_received ON deliveries(received_at);
+    `,
+  },
 ];

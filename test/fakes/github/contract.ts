@@ -29,6 +29,10 @@ export interface ApiContract {
     opts?: ResponseCheckOptions,
   ): string[];
   validateErrorReply(status: number, body: unknown): string[];
+  /** Checks a value against a component schema (e.g. a webhook payload: `webhook-workflow-job-queued`). */
+  validateSchema(component: string, value: unknown): string[];
+  /** A copy of one of the description's examples (`components/examples/<name>`), if it has it. */
+  example(name: string): unknown;
 }
 
 /** The packages ./openapi.ts loads: only their absence means "not installed". */
@@ -110,5 +114,13 @@ class ImplementedRoutes implements ApiContract {
 
   validateErrorReply(): string[] {
     return [];
+  }
+
+  validateSchema(): string[] {
+    return [];
+  }
+
+  example(): unknown {
+    return undefined;
   }
 }

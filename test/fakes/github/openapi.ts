@@ -279,6 +279,20 @@ export class GitHubOpenApi implements ApiContract {
     return fn(body) ? [] : formatErrors(`error reply ${status} body`, fn.errors);
   }
 
+  example(name: string): unknown {
+    const examples = isObject(this.components.examples) ? this.components.examples : {};
+    const ex = examples[name];
+    return isObject(ex) ? structuredClone(ex.value) : undefined;
+  }
+
+  /** Checks a value against one of the description's component schemas. */
+  validateSchema(component: string, value: unknown): string[] {
+    if (!isObject(this.components.schemas) || !(component in this.components.schemas))
+      return [`no component schema ${component} in GitHub's description`];
+    const fn = this.compile(`schema:${component}`, { $ref: `#/components/schemas/${component}` });
+    return fn(value) ? [] : formatErrors(component, fn.errors);
+  }
+
   /** Checks a request against the description; returns human-readable problems (empty: valid). */
   validateRequest(method: string, template: string, input: RequestInput): string[] {
     const where = `${method.toUpperCase()} ${template}`;

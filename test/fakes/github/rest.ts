@@ -16,6 +16,10 @@ export interface RestRequest {
   path: string;
   /** The SERVER_URL written into JIT configs. */
   guestBaseUrl: string;
+  /** Who the request authenticated as. */
+  principal?: import('./app.ts').Principal;
+  /** A copy of one of GitHub's examples (templates for large objects); undefined unchecked. */
+  example?: (name: string) => unknown;
 }
 
 export interface RestReply {

@@ -6,15 +6,25 @@
 // `violations`: a test that ends with violations has found a bug in Hatchery or in this fake,
 // and close() — which every test's cleanup calls — fails with them unless the test declared
 // them (expectViolation) or took them to assert on (takeViolations).
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { packageFile } from '../../../src/package-files.ts';
+import { appHandlers, FakeApp, JWT_ROUTES, jwtRefusal, type FakeAppOptions, type Principal } from './app.ts';
 import { loadContract, type ApiContract, type Validation } from './contract.ts';
 import { API_VERSION, headerRefusal } from './headers.ts';
-import { DOCS, notFound, restHandlers, scopeOf, validationFailed, type RestReply } from './rest.ts';
+import {
+  DOCS,
+  notFound,
+  restHandlers,
+  scopeOf,
+  validationFailed,
+  type RestHandler,
+  type RestReply,
+} from './rest.ts';
 import { createRunnerProtocol, formatJobAssignment, type RunnerProtocol } from './runner-protocol.ts';
 import {
   FakeState,
@@ -24,9 +34,12 @@ import {
   type FakeRunner,
   type JobEventAction,
 } from './state.ts';
+import { runHandlers } from './runs.ts';
 import { buildTarball } from './tarball.ts';
+import { WebhookSender, workflowJobPayload, type WebhookTarget } from './webhooks.ts';
 
 export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
+export type { FakeAppOptions, FakeInstallationSpec } from './app.ts';
 export { decodeJitConfig } from './runner-protocol.ts';
 
 export { API_VERSION } from './headers.ts';
@@ -50,6 +63,11 @@ export interface FakeGitHubOptions {
    * token cannot see (e.g. a fine-grained PAT not granted that repository).
    */
   grants?: Record<string, string[]>;
+  /**
+   * A GitHub App: its JWTs (verified with `publicKey`), installations and installation tokens
+   * (accepted like `tokens`, on the repositories their installation covers).
+   */
+  app?: FakeAppOptions;
   /** How long a runner's long poll is held when no job comes (default 25 s). */
   longPollMs?: number;
   /**
@@ -121,6 +139,8 @@ function buildRunnerTarball(): { data: Buffer; info: RunnerTarball } {
 export class FakeGitHub {
   readonly requests: RequestRecord[] = [];
   readonly runnerTarball: RunnerTarball;
+  /** The GitHub App (options.app), if any. */
+  readonly githubApp: FakeApp | undefined;
 
   private readonly state: FakeState;
   private readonly tokens: Set<string>;
@@ -144,6 +164,7 @@ export class FakeGitHub {
     private readonly api: ApiContract,
   ) {
     this.state = new FakeState(formatJobAssignment);
+    this.githubApp = opts.app && new FakeApp(opts.app);
     this.tokens = new Set(opts.tokens ?? [DEFAULT_TOKEN]);
     this.repositories = opts.repositories && new Set(opts.repositories.map((r) => r.toLowerCase()));
     this.grants = new Map(
@@ -180,7 +201,11 @@ export class FakeGitHub {
   }
 
   static async start(opts: FakeGitHubOptions = {}): Promise<FakeGitHub> {
-    const api = await loadContract(opts.validation ?? 'required', Object.keys(restHandlers));
+    const api = await loadContract(opts.validation ?? 'required', [
+      ...Object.keys(restHandlers),
+      ...Object.keys(runHandlers),
+      ...(opts.app ? Object.keys(appHandlers) : []),
+    ]);
     const fake = new FakeGitHub(opts, api);
     await new Promise<void>((resolve, reject) => {
       const server = fake.app.listen(opts.port ?? 0, '127.0.0.1', (err?: Error) =>
@@ -334,6 +359,39 @@ export class FakeGitHub {
     );
   }
 
+  /**
+   * From now on, posts a signed workflow_job webhook to `target` for every job change, as GitHub
+   * does for an App subscribed to workflow_job (./webhooks.ts); returns the sender (deliveries).
+   */
+  sendWebhooks(target: WebhookTarget): WebhookSender {
+    const sender = new WebhookSender(
+      target,
+      (component, value) => this.api.validateSchema(component, value),
+      (m) => this.violation(m),
+    );
+    if (this.githubApp) this.githubApp.sender = sender;
+    this.state.onJob((action, job) => {
+      const r = job.runnerId === null ? undefined : this.state.runnersById.get(job.runnerId);
+      const runner = job.runnerId === null ? null : { id: job.runnerId, groupId: r?.runnerGroupId ?? 1 };
+      const installation =
+        target.installationFor?.(job.repository) ??
+        this.githubApp?.installationFor({
+          kind: 'repo',
+          owner: job.repository.split('/')[0]!,
+          repo: job.repository.split('/')[1]!,
+        })?.id;
+      try {
+        void sender.send('workflow_job', action, workflowJobPayload(action, job, runner, installation));
+      } catch (e) {
+        // Job listeners' errors are swallowed: a webhook the stand-in failed to build must show.
+        this.violation(
+          `stand-in GitHub failed to build a workflow_job.${action} webhook: ${(e as Error).stack}`,
+        );
+      }
+    });
+    return sender;
+  }
+
   /** Calls listener on every job change (queued, in_progress, completed); returns an unsubscribe. */
   onJob(listener: (action: JobEventAction, job: FakeJob) => void): () => void {
     return this.state.onJob(listener);
@@ -425,6 +483,34 @@ export class FakeGitHub {
     else res.json(reply.body);
   }
 
+  /**
+   * Who the Authorization header authenticates, for this operation, or GitHub's 401: JWT-only
+   * endpoints take the App's JWT and nothing else; the others a known token or an unexpired
+   * installation token.
+   */
+  private authenticate(key: string, authorization: string | undefined): Principal | RestReply {
+    const bearer = /^(?:token|bearer)\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    const refused: RestReply = {
+      status: 401,
+      body: {
+        message: authorization ? 'Bad credentials' : 'Requires authentication',
+        documentation_url: DOCS,
+        status: '401',
+      },
+    };
+    if (!bearer) return refused;
+    if (JWT_ROUTES.has(key)) {
+      if (!this.githubApp) return jwtRefusal('A JSON web token could not be decoded');
+      const problem = this.githubApp.jwtProblem(bearer);
+      return problem ? jwtRefusal(problem) : { kind: 'app', appId: this.githubApp.id };
+    }
+    if (this.tokens.has(bearer)) return { kind: 'token', token: bearer };
+    const installation = this.githubApp?.token(bearer);
+    if (installation)
+      return { kind: 'installation', installationId: installation.installationId, token: bearer };
+    return refused;
+  }
+
   private handleApi(req: Request, res: Response): void {
     const api = this.api;
     const path = req.path;
@@ -436,7 +522,10 @@ export class FakeGitHub {
       return;
     }
     const key = `${match.method} ${match.template}`;
-    const handler = restHandlers[key];
+    const app = this.githubApp;
+    const appHandler = app ? appHandlers[key] : undefined;
+    const handler: RestHandler | undefined =
+      restHandlers[key] ?? runHandlers[key] ?? (app && appHandler ? (r) => appHandler(app, r) : undefined);
     if (!handler) {
       this.violation(`${what}: ${key} (${match.operationId}) is not implemented by the stand-in GitHub`);
       this.reply(req, res, notFound(), match);
@@ -450,10 +539,9 @@ export class FakeGitHub {
       return;
     }
 
-    const auth = /^(?:token|bearer)\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-    if (!auth || !this.tokens.has(auth[1]!)) {
-      const message = req.get('authorization') ? 'Bad credentials' : 'Requires authentication';
-      this.reply(req, res, { status: 401, body: { message, documentation_url: DOCS, status: '401' } }, match);
+    const principal = this.authenticate(key, req.get('authorization'));
+    if ('status' in principal) {
+      this.reply(req, res, principal, match);
       return;
     }
 
@@ -488,7 +576,9 @@ export class FakeGitHub {
     }
 
     const scope = scopeOf(match.params);
-    if (this.repositories) {
+    // /app/… endpoints are about the App, not about a repository.
+    const scoped = !match.template.startsWith('/app/') && !match.template.startsWith('/installation/');
+    if (scoped && this.repositories) {
       const known =
         scope.kind === 'repo'
           ? this.repositories.has(`${scope.owner}/${scope.repo}`.toLowerCase())
@@ -498,8 +588,13 @@ export class FakeGitHub {
         return;
       }
     }
-    const granted = this.grants.get(auth[1]!);
+    const granted = principal.kind === 'token' ? this.grants.get(principal.token) : undefined;
     if (granted && (scope.kind !== 'repo' || !granted.has(`${scope.owner}/${scope.repo}`.toLowerCase()))) {
+      this.reply(req, res, notFound(), match);
+      return;
+    }
+    // An installation token reaches only what its installation covers (GitHub: 404).
+    if (scoped && principal.kind === 'installation' && !app?.covers(principal.installationId, scope)) {
       this.reply(req, res, notFound(), match);
       return;
     }
@@ -514,6 +609,8 @@ export class FakeGitHub {
         apiUrl: this.baseUrl,
         path,
         guestBaseUrl: this.guestBaseUrl,
+        principal,
+        example: (name) => this.api.example(name),
       });
     } catch (e) {
       this.violation(`${what}: the stand-in GitHub failed: ${(e as Error).stack ?? String(e)}`);
@@ -524,6 +621,16 @@ export class FakeGitHub {
         match,
       );
       return;
+    }
+    // Conditional requests, as GitHub answers every GET: an unchanged body is a 304 (free of rate limit).
+    if (req.method === 'GET' && reply.status === 200 && reply.body !== undefined) {
+      const etag = `W/"${createHash('sha256').update(JSON.stringify(reply.body)).digest('hex').slice(0, 32)}"`;
+      if (req.get('if-none-match') === etag) {
+        this.requests.push({ method: req.method, path: req.originalUrl, status: 304 });
+        res.set({ etag, 'x-github-api-version-selected': API_VERSION }).status(304).end();
+        return;
+      }
+      reply = { ...reply, headers: { ...reply.headers, ETag: etag } };
     }
     this.reply(req, res, reply, match);
   }
