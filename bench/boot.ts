@@ -2,7 +2,7 @@
 // answers 200), against a raw QEMU boot of the same guest to the same point (QEMU started by
 // hand with the same command line, config and runner → the guest reports `registered`).
 // Rounds alternate the order of the two so that the machine's drift hits both alike.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,7 +33,20 @@ export interface BootResult {
   steps: Record<string, number>;
 }
 
-async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<number> {
+/** A QEMU started by hand (rawQemuUp), for rawQemuDown. */
+export interface RawQemu {
+  qemu: ChildProcess;
+  exited: Promise<unknown>;
+  dir: string;
+  remove: () => Promise<unknown>;
+}
+
+/** Raw QEMU boot → the guest reports `registered`; the VM is left running (rawQemuDown ends it). */
+export async function rawQemuUp(
+  stack: Stack,
+  image: BootImage,
+  round: number,
+): Promise<{ ms: number; vm: RawQemu }> {
   const name = `hatchery-raw-${round}`;
   const config = stack.service.config;
   const runners = createRunnersApi({ apiUrl: stack.fake.url, token: config.github.token! });
@@ -99,19 +112,33 @@ async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<n
     });
   });
   channel.close();
-  qemu.kill('SIGKILL');
-  await exited;
-  rmSync(files.dir, { recursive: true, force: true });
-  await runners.deleteRunner(REPO, jit.runnerId);
-  return registered - started;
+  const remove = () => runners.deleteRunner(REPO, jit.runnerId);
+  return { ms: registered - started, vm: { qemu, exited, dir: files.dir, remove } };
 }
 
-/** A signed create for one VM of the pool with `label` → its runner online (the long-poll), then destroyed. */
-export async function hatcheryBoot(
+/** Raw destroy: SIGKILL the QEMU, wait for it to exit, remove its files by hand. Returns the ms. */
+export async function rawQemuDown(vm: RawQemu): Promise<number> {
+  const started = performance.now();
+  vm.qemu.kill('SIGKILL');
+  await vm.exited;
+  rmSync(vm.dir, { recursive: true, force: true });
+  const ms = performance.now() - started;
+  await vm.remove(); // its runner registration: bookkeeping, not part of the destroy measured
+  return ms;
+}
+
+async function rawBoot(stack: Stack, image: BootImage, round: number): Promise<number> {
+  const { ms, vm } = await rawQemuUp(stack, image, round);
+  await rawQemuDown(vm);
+  return ms;
+}
+
+/** A signed create for one VM of the pool with `label` → its runner online (the long-poll). */
+export async function hatcheryCreate(
   stack: Stack,
   round: number,
   label = 'linux',
-): Promise<{ ms: number; name: string }> {
+): Promise<{ ms: number; name: string; body: Record<string, unknown> }> {
   const body = {
     action: 'create',
     repository: REPO,
@@ -131,9 +158,30 @@ export async function hatcheryBoot(
   }
   const ms = performance.now() - started;
   if (ready.status !== 200) throw new Error(`not ready: ${ready.status} ${JSON.stringify(ready.json)}`);
-  await stack.client.control({ ...body, action: 'destroy' });
-  await stack.waitState(name, ['destroyed'], 180_000); // a systemd guest takes a while to stop
-  return { ms, name };
+  return { ms, name, body };
+}
+
+/** The signed destroy of hatcheryCreate's VM → its state `destroyed` (the provider's destroy done). */
+export async function hatcheryDestroy(
+  stack: Stack,
+  created: { name: string; body: object },
+): Promise<number> {
+  const started = performance.now();
+  const r = await stack.client.control({ ...created.body, action: 'destroy' });
+  if (r.status !== 202 && r.status !== 200) throw new Error(`destroy: ${r.status} ${JSON.stringify(r.json)}`);
+  await stack.waitState(created.name, ['destroyed'], 180_000); // a systemd guest takes a while to stop
+  return performance.now() - started;
+}
+
+/** A signed create for one VM of the pool with `label` → its runner online (the long-poll), then destroyed. */
+export async function hatcheryBoot(
+  stack: Stack,
+  round: number,
+  label = 'linux',
+): Promise<{ ms: number; name: string }> {
+  const created = await hatcheryCreate(stack, round, label);
+  await hatcheryDestroy(stack, created);
+  return { ms: created.ms, name: created.name };
 }
 
 export async function benchBoot(rounds: number): Promise<BootResult> {

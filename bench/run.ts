@@ -1,21 +1,25 @@
-// `npm run bench [-- boot|ack|limits|startup|control-plane|images|openstack]`: measures Hatchery against
+// `npm run bench [-- boot|ack|limits|startup|control-plane|images|providers|openstack]`: measures Hatchery against
 // baselines taken in the same run and prints ratios (this machine's speed drifts 2–3× between
 // batches: absolute times alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default
 // 200), BENCH_SLOW (slow connections, default 3000) and BENCH_IDLE_S (startup: idle seconds
 // before reading RSS, default 10) tune the runs. `images` (the Debian runner image against the
 // tiny guest) is not part of the default run: it needs root and, the first time, an image build;
-// nor is `openstack` (a real OpenStack from scripts/openstack.sh: root, ~1.5 min to start).
+// nor is `openstack` (a real OpenStack from scripts/openstack.sh: root, ~1.5 min to start), nor
+// `providers` (qemu and vagrant against their raw paths, BENCH_ROUNDS default 3: it starts a
+// private libvirtd and boots Vagrant VMs, 30–60 s each).
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
 import { benchImages, reportImages } from './images.ts';
 import { benchOpenStack, reportOpenStack } from './openstack.ts';
+import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
 
 const which = process.argv[2] ?? 'all';
-if (!['all', 'boot', 'ack', 'limits', 'startup', 'control-plane', 'images', 'openstack'].includes(which)) {
-  process.stderr.write(`usage: npm run bench [-- boot|ack|limits|startup|control-plane|images|openstack]\n`);
+const SCENARIOS = ['boot', 'ack', 'limits', 'startup', 'control-plane', 'images', 'providers', 'openstack'];
+if (which !== 'all' && !SCENARIOS.includes(which)) {
+  process.stderr.write(`usage: npm run bench [-- ${SCENARIOS.join('|')}]\n`);
   process.exit(2);
 }
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -46,4 +50,6 @@ if (run('control-plane')) {
 if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSeconds)));
 if (which === 'images') out.push(reportImages(await benchImages(rounds)));
 if (which === 'openstack') out.push(reportOpenStack(await benchOpenStack(rounds)));
+if (which === 'providers')
+  out.push(reportProviders(await benchProviders(Number(process.env.BENCH_ROUNDS ?? 3))));
 process.stdout.write(`${out.join('\n\n')}\n`);
