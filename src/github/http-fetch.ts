@@ -12,8 +12,34 @@ const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Age
 /** Statuses whose Response may not carry a body (the constructor throws otherwise). */
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
-export function httpFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
-  const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Follows redirects as fetch does by default (GitHub answers 301 for a renamed repository):
+ * 303, and 301/302 after a POST, become a GET without body; credentials are not sent to
+ * another origin.
+ */
+export async function httpFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
+  let url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
+  let next: RequestInit = init;
+  for (let hops = 0; ; hops++) {
+    const res = await once(url, next);
+    const location = res.headers.get('location');
+    if (!REDIRECTS.has(res.status) || !location || init.redirect === 'manual') return res;
+    if (init.redirect === 'error' || hops === 20)
+      throw new TypeError('fetch failed', { cause: new Error(`redirect to ${location} not followed`) });
+    const to = new URL(location, url);
+    const method = (next.method ?? 'GET').toUpperCase();
+    const asGet = res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST');
+    const headers = new Headers(next.headers);
+    if (to.origin !== url.origin) headers.delete('authorization');
+    if (asGet) headers.delete('content-type');
+    next = { ...next, headers, ...(asGet ? { method: 'GET', body: undefined } : {}) };
+    url = to;
+  }
+}
+
+function once(url: URL, init: RequestInit): Promise<Response> {
   const { signal } = init;
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     return Promise.reject(
