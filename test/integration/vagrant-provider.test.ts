@@ -268,15 +268,16 @@ describe('vagrant provider', () => {
     assert.deepEqual(await traces(open), []);
     const log = (await p.console(open)) ?? '';
     assert.equal(teardownMarks(log, open), 1, log);
-    // The guest's teardown hook: the runner stopped (SIGINT → 130), reported over the channel,
-    // and the guest's last word on it before it powers off.
-    assert.deepEqual(standIn.events.get(tokens[open]!), [
-      'booted',
-      'registered',
-      'stopping',
-      'runner-exited 130',
-      'poweroff',
-    ]);
+    // The guest's teardown hook: the runner stopped, reported over the channel, and the guest's
+    // last word on it before it powers off. SIGINT → 130 as a rule; on a loaded host this TCG
+    // guest's stand-in runner may outlast linux.sh's 10-s grace, and SIGKILL (137) is then the
+    // hook's own next step (seen once in a CI-like run). bootstrap.test.ts pins the 130 path.
+    const events = standIn.events.get(tokens[open]!) ?? [];
+    assert.deepEqual(
+      events.filter((e) => !e.startsWith('runner-exited ')),
+      ['booted', 'registered', 'stopping', 'poweroff'],
+    );
+    assert.match(events[3] ?? '', /^runner-exited (130|137)$/, events.join(', '));
 
     await p.destroy(restricted);
     assert.deepEqual(await traces(restricted), []);
