@@ -6,14 +6,11 @@
 // flows and assertions as on QEMU and Vagrant (flows/): SpinW's two legacy clients and the
 // three-job workflow. At the end: no server in Nova, no guest, no cloud process.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Relay } from '../helpers/legacy-clients.ts';
 import { cloudPool, cloudSection, OpenStackStack } from '../helpers/openstack-stack.ts';
 import { FaultProxy } from '../helpers/fault-proxy.ts';
-import { fastHttp, TestCloud } from '../helpers/openstack.ts';
+import { fastHttp, TestCloud, testCloudHooks } from '../helpers/openstack.ts';
 import { Keystone } from '../../src/providers/openstack/keystone.ts';
 import { OpenStackHttp } from '../../src/providers/openstack/http.ts';
 import { eventually, type PoolSpec } from '../helpers/stack.ts';
@@ -26,26 +23,8 @@ import {
 } from './flows/legacy.ts';
 import { threeJobWorkflow } from './flows/three-job.ts';
 
-const root = mkdtempSync(path.join(tmpdir(), 'hatchery-openstack-e2e-'));
 let cloud: TestCloud;
-
-before(async () => {
-  cloud = await TestCloud.start(path.join(root, 'cloud'));
-});
-
-after(async () => {
-  if (!cloud) return rmSync(root, { recursive: true, force: true });
-  let servers: string[] = [];
-  try {
-    servers = (await cloud.allServers()).map((s) => `${s.name} ${s.status}`);
-  } finally {
-    const left = await cloud.stop();
-    rmSync(root, { recursive: true, force: true });
-    console.log(`# openstack: up in ${cloud.upSeconds.toFixed(1)} s`);
-    assert.deepEqual(servers, [], 'servers left in Nova');
-    assert.deepEqual(left, [], 'left by scripts/openstack.sh down');
-  }
-});
+testCloudHooks('hatchery-openstack-e2e-', (c) => (cloud = c));
 
 const openstackSection = (more: Record<string, unknown> = {}) => cloudSection(cloud, more);
 const openstackPool = (name: string, provider = 'openstack', flavor = cloud.file.flavor): PoolSpec =>

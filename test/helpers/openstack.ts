@@ -2,9 +2,12 @@
 // end), with an admin's view of it for the assertions: every server of every project, user_data,
 // quotas; and the faults the tests inject (a service held with SIGSTOP, stopped, started again).
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Compute, type Server } from '../../src/providers/openstack/compute.ts';
@@ -288,5 +291,31 @@ function listening(port: number): Promise<boolean> {
       resolve(true);
     });
     s.on('error', () => resolve(false));
+  });
+}
+
+/**
+ * A test file's cloud: started before its tests (handed over through `set`), stopped after them,
+ * asserting that no server is left in Nova and nothing is left by `scripts/openstack.sh down`.
+ */
+export function testCloudHooks(prefix: string, set: (cloud: TestCloud) => void): void {
+  const root = mkdtempSync(path.join(tmpdir(), prefix));
+  let cloud: TestCloud | undefined;
+  before(async () => {
+    cloud = await TestCloud.start(path.join(root, 'cloud'));
+    set(cloud);
+  });
+  after(async () => {
+    if (!cloud) return rmSync(root, { recursive: true, force: true });
+    let servers: string[] = [];
+    try {
+      servers = (await cloud.allServers()).map((s) => `${s.name} ${s.status}`);
+    } finally {
+      const left = await cloud.stop();
+      rmSync(root, { recursive: true, force: true });
+      console.log(`# openstack: up in ${cloud.upSeconds.toFixed(1)} s`);
+      assert.deepEqual(servers, [], 'servers left in Nova');
+      assert.deepEqual(left, [], 'left by scripts/openstack.sh down');
+    }
   });
 }

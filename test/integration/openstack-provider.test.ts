@@ -6,10 +6,7 @@
 // secrets in no error. Nothing is left: no server, no port, no process, no listening port.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { OpenStackError } from '../../src/providers/openstack/errors.ts';
 import { OpenStackHttp, type Request, type Response } from '../../src/providers/openstack/http.ts';
 import { Keystone, type Credentials } from '../../src/providers/openstack/keystone.ts';
@@ -17,28 +14,10 @@ import { OpenStackProvider, ownerTag } from '../../src/providers/openstack/provi
 import { Compute } from '../../src/providers/openstack/compute.ts';
 import { ProviderError, type VmSpec } from '../../src/providers/provider.ts';
 import { defineProviderContract } from '../contracts/provider.ts';
-import { fastHttp, OPENSTACK_SCRIPT, TestCloud } from '../helpers/openstack.ts';
+import { fastHttp, OPENSTACK_SCRIPT, TestCloud, testCloudHooks } from '../helpers/openstack.ts';
 
-const root = mkdtempSync(path.join(tmpdir(), 'hatchery-openstack-'));
 let cloud: TestCloud;
-
-before(async () => {
-  cloud = await TestCloud.start(path.join(root, 'cloud'));
-});
-
-after(async () => {
-  if (!cloud) return rmSync(root, { recursive: true, force: true });
-  let servers: string[] = [];
-  try {
-    servers = (await cloud.allServers()).map((s) => `${s.name} ${s.status}`);
-  } finally {
-    const left = await cloud.stop();
-    rmSync(root, { recursive: true, force: true });
-    console.log(`# openstack: up in ${cloud.upSeconds.toFixed(1)} s`);
-    assert.deepEqual(servers, [], 'servers left in Nova');
-    assert.deepEqual(left, [], 'left by scripts/openstack.sh down');
-  }
-});
+testCloudHooks('hatchery-openstack-', (c) => (cloud = c));
 
 const spec = (name: string): VmSpec => ({
   name,
