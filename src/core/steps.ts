@@ -121,7 +121,7 @@ function created(notes: string[]): LifecycleEvent {
 function replacedNote(replaced: number): string {
   return (
     `its runner was registered again: the name was taken by registration ${replaced}, ` +
-    'minted before a crash and never recorded; that one was removed'
+    'minted by an earlier attempt (cut short by a crash, or whose VM could not be created); that one was removed'
   );
 }
 
@@ -148,7 +148,10 @@ function isRetryable(e: unknown): boolean {
   return true;
 }
 
-/** `replaced`: the id of a registration of the same name, minted before a crash, now removed. */
+/**
+ * `replaced`: the id of a registration of the same name, minted by an earlier attempt (one a
+ * crash cut short, or one whose provider create failed and is being retried), now removed.
+ */
 async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: string; replaced?: number }> {
   const runners = ctx.runnersFor(vm);
   const request = { name: vm.name, labels: vm.runnerLabels, runnerGroupId: ctx.runnerGroupId };
@@ -158,13 +161,17 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: str
     jit = await runners.generateJitConfig(vm.repository, request);
   } catch (e) {
     if (!(e instanceof GitHubError) || e.status !== 409) throw e;
-    // The name is taken: a registration from an attempt interrupted by a crash. Ours by name
-    // (VM names are unique), so remove it and mint again.
+    // The name is taken: a registration from an earlier attempt (interrupted by a crash, or
+    // whose VM could not be created). Ours by name (VM names are unique), so remove it and mint
+    // again: a JIT config is single-use and never stored, so the old one cannot be reused.
     const stale = (await runners.listRunners(vm.repository)).find((r) => r.name === vm.name);
     if (stale) {
       await runners.deleteRunner(vm.repository, stale.id);
       replaced = stale.id;
-      ctx.log.warn({ vm: vm.name, runnerId: stale.id }, 'removed a registration minted before a crash');
+      ctx.log.warn(
+        { vm: vm.name, runnerId: stale.id },
+        'removed a registration minted by an earlier attempt',
+      );
     }
     jit = await runners.generateJitConfig(vm.repository, request);
   }

@@ -34,8 +34,8 @@ describe('[server] limits in the config', () => {
   it('defaults to 256kb, 30 s to receive a request, 10 s for its headers', () => {
     const { server } = load({});
     assert.equal(server.body_limit, '256kb');
-    assert.equal(server.request_timeout, 30);
-    assert.equal(server.headers_timeout, 10);
+    assert.equal(server.request_timeout, 60);
+    assert.equal(server.headers_timeout, 30);
   });
 
   it('takes a body limit in bytes from the environment', () => {
@@ -51,9 +51,9 @@ describe('[server] limits in the config', () => {
 
   it("refuses a headers deadline longer than the whole request's (Node would throw at start-up)", () => {
     rejects(
-      { HATCHERY_SERVER_HEADERS_TIMEOUT: '60' },
+      { HATCHERY_SERVER_HEADERS_TIMEOUT: '61' },
       /server\.headers_timeout: must not exceed server\.request_timeout/,
     );
-    assert.equal(load({ HATCHERY_SERVER_HEADERS_TIMEOUT: '30' }).server.headers_timeout, 30);
+    assert.equal(load({ HATCHERY_SERVER_HEADERS_TIMEOUT: '45' }).server.headers_timeout, 45);
   });
 });
