@@ -7,14 +7,11 @@
 //  - CPU of one reconcile pass over 10,000 live VMs, every lost one found;
 //  - the service's RSS with 1,000 live VMs (and idle).
 // Plus how long a VM waits for a worker in a burst (admitted → its create step running).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
-import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'smol-toml';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
@@ -23,22 +20,8 @@ import { HatcheryService } from '../src/service.ts';
 import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
 import { GuestEmulator } from '../test/fakes/guest/emulator.ts';
 import { burst, client } from './ack.ts';
+import { cpuMs, rssMiB, startBare, throughput } from './throughput.ts';
 import { fmtMs, fmtRatio, percentile, progress } from './stats.ts';
-
-const BARE = fileURLToPath(new URL('./bare-express.ts', import.meta.url));
-const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
-
-/** User + system CPU of a process so far, in ms (/proc/<pid>/stat fields 14 and 15). */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
-}
-
-export function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? NaN) / 1024;
-}
 
 export interface ControlPlaneResult {
   lifecycles: number;
@@ -58,16 +41,6 @@ export interface ControlPlaneResult {
   reconcile: { vms: number; lost: number; found: number; cpuMs: number[] };
   rss: { idleMiB: number; liveVms: number; withVmsMiB: number };
   runtime: string;
-}
-
-/** A bare Express app answering 202 to any POST: the floor of an HTTP ack on this machine. */
-async function startBare(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BARE], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
-    child.once('exit', (code) => reject(new Error(`bare express exited ${code}`)));
-  });
-  return { url, child };
 }
 
 async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 300_000): Promise<void> {
@@ -211,26 +184,15 @@ export async function benchControlPlane(opts: {
 
     // Ack throughput: the same client, concurrency and count against both; creates queue in a
     // pool of one VM, so the service does what a burst of requests costs, not VM work.
-    const throughput = async (
-      target: 'svc' | 'bare',
-      pidOf: number,
-    ): Promise<{ perS: number; cpuPerReqMs: number }> => {
-      const c = http[target]!;
-      const c0 = cpuMs(pidOf);
-      const t0 = performance.now();
-      for (let i = 0; i < opts.acks; i += 50) {
-        await burst(Math.min(50, opts.acks - i), () => {
-          const { body, headers } = create('hold', target === 'svc' ? `ack-${run}` : undefined);
-          return c.request('POST', '/hooks/control', body, headers);
-        });
-      }
-      const s = (performance.now() - t0) / 1000;
-      return { perS: opts.acks / s, cpuPerReqMs: (cpuMs(pidOf) - c0) / opts.acks };
-    };
+    const acks = (target: 'svc' | 'bare', pidOf: number) =>
+      throughput(http[target]!, pidOf, opts.acks, 50, (c) => {
+        const { body, headers } = create('hold', target === 'svc' ? `ack-${run}` : undefined);
+        return c.request('POST', '/hooks/control', body, headers);
+      });
     progress(`control plane: ${opts.acks} signed creates, service vs bare Express`);
-    await throughput('bare', bare.child.pid!); // warm-up
-    const bareT = await throughput('bare', bare.child.pid!);
-    const svcT = await throughput('svc', pid);
+    await acks('bare', bare.child.pid!); // warm-up
+    const bareT = await acks('bare', bare.child.pid!);
+    const svcT = await acks('svc', pid);
     progress(`control plane: ${svcT.perS.toFixed(0)}/s vs bare ${bareT.perS.toFixed(0)}/s`);
 
     progress(`control plane: ${opts.rssVms} live VMs for RSS`);

@@ -1,4 +1,4 @@
-// `npm run bench [-- boot|ack|limits|startup|control-plane|images|providers|openstack]`: measures Hatchery against
+// `npm run bench [-- boot|ack|limits|startup|control-plane|webhooks|jit-burst|images|providers|openstack]`: measures Hatchery against
 // baselines taken in the same run and prints ratios (this machine's speed drifts 2–3× between
 // batches: absolute times alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default
 // 200), BENCH_SLOW (slow connections, default 3000) and BENCH_IDLE_S (startup: idle seconds
@@ -6,7 +6,10 @@
 // tiny guest) is not part of the default run: it needs root and, the first time, an image build;
 // nor is `openstack` (a real OpenStack from scripts/openstack.sh: root, ~1.5 min to start), nor
 // `providers` (qemu and vagrant against their raw paths, BENCH_ROUNDS default 3: it starts a
-// private libvirtd and boots Vagrant VMs, 30–60 s each).
+// private libvirtd and boots Vagrant VMs, 30–60 s each). `webhooks`: BENCH_HOOKS signed workflow_job
+// deliveries (default 2000) vs bare Express. `jit-burst`: BENCH_JIT_JOBS queued jobs (default 200)
+// with the stand-in granting BENCH_JIT_PER_MINUTE JIT configs a minute (default 170; bucket
+// BENCH_JIT_BURST, default 3; refusals BENCH_JIT_STATUS 403 or 429): ~1.5 min at the defaults.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
@@ -15,9 +18,21 @@ import { benchOpenStack, reportOpenStack } from './openstack.ts';
 import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
+import { benchJitBurst, benchWebhookIngest, reportJitBurst, reportWebhookIngest } from './webhooks.ts';
 
 const which = process.argv[2] ?? 'all';
-const SCENARIOS = ['boot', 'ack', 'limits', 'startup', 'control-plane', 'images', 'providers', 'openstack'];
+const SCENARIOS = [
+  'boot',
+  'ack',
+  'limits',
+  'startup',
+  'control-plane',
+  'webhooks',
+  'jit-burst',
+  'images',
+  'providers',
+  'openstack',
+];
 if (which !== 'all' && !SCENARIOS.includes(which)) {
   process.stderr.write(`usage: npm run bench [-- ${SCENARIOS.join('|')}]\n`);
   process.exit(2);
@@ -43,6 +58,21 @@ if (run('control-plane')) {
         acks: Number(process.env.BENCH_ACKS ?? 2000),
         reconcileVms: 10_000,
         rssVms: 1000,
+      }),
+    ),
+  );
+}
+if (run('webhooks'))
+  out.push(reportWebhookIngest(await benchWebhookIngest(Number(process.env.BENCH_HOOKS ?? 2000))));
+if (run('jit-burst')) {
+  const status = Number(process.env.BENCH_JIT_STATUS ?? 403);
+  out.push(
+    reportJitBurst(
+      await benchJitBurst({
+        jobs: Number(process.env.BENCH_JIT_JOBS ?? 200),
+        perMinute: Number(process.env.BENCH_JIT_PER_MINUTE ?? 170),
+        burst: Number(process.env.BENCH_JIT_BURST ?? 3),
+        status: status === 429 ? 429 : 403,
       }),
     ),
   );

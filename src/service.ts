@@ -22,6 +22,7 @@ import { deliveriesApi } from './github/deliveries.ts';
 import { Redeliverer } from './core/redeliver.ts';
 import { QueuedJobPoller } from './core/poller.ts';
 import { queuedJobsApi } from './github/queued-jobs.ts';
+import type { RateGateOptions } from './github/rate-gate.ts';
 import { createRunnersApi, GitHubError, type RunnersApi } from './github/runners.ts';
 import { BOOTSTRAP_FILES, GUEST_OSES, runnerFor, type GuestOs } from './guest/os.ts';
 import { createApp } from './http/app.ts';
@@ -83,11 +84,20 @@ export class HatcheryService {
     const store = new SqliteStore(config.store.path);
 
     const providers = opts.providers ?? Providers.build(config, log);
+    // GitHub's rate limits on JIT generation are waited out (src/github/rate-gate.ts); each
+    // refusal is logged, so that an operator sees the limit, not only slower VMs.
+    const rateLimit: RateGateOptions = {
+      onRefused: (r) =>
+        log.warn(
+          { what: r.what, wait_ms: r.waitMs, named_by_github: r.named, strikes: r.strikes },
+          'GitHub rate limit: waiting before minting again',
+        ),
+    };
     const apis = new Map<string, RunnersApi>();
     const apiFor = (token: string): RunnersApi => {
       let api = apis.get(token);
       if (!api) {
-        api = createRunnersApi({ apiUrl: config.github.api_url, token });
+        api = createRunnersApi({ apiUrl: config.github.api_url, token, rateLimit });
         // Legacy requests may each bring their own PAT: keep only the most recent clients.
         if (apis.size >= 32) apis.delete(apis.keys().next().value!);
         apis.set(token, api);
@@ -105,7 +115,7 @@ export class HatcheryService {
         })
       : null;
     const appRunners = githubApp
-      ? createRunnersApi({ apiUrl: config.github.api_url, token: githubApp })
+      ? createRunnersApi({ apiUrl: config.github.api_url, token: githubApp, rateLimit })
       : null;
     const runnersFor = (vm: { credential: string | null }): RunnersApi => {
       if (vm.credential) {

@@ -64,7 +64,7 @@ export async function provision(
             runner: runnerGuestConfig(runner),
             httpChannel: () => httpChannel(ctx, vm, pool),
             mintJit: async () => {
-              const { jit, replaced } = await mintJitConfig(ctx, vm);
+              const { jit, replaced } = await mintJitConfig(ctx, vm, signal);
               return { jit, ...(replaced !== undefined ? { note: replacedNote(replaced) } : {}) };
             },
           },
@@ -81,7 +81,7 @@ export async function provision(
     // the VM exists, so its first message is accepted.
     const http = pool.channel === 'http' || !provider.nativeChannel || pool.os === 'windows';
     const channel = http ? await httpChannel(ctx, vm, pool) : {};
-    const { jit, replaced } = await mintJitConfig(ctx, vm);
+    const { jit, replaced } = await mintJitConfig(ctx, vm, signal);
     signal.throwIfAborted();
     const info = await provider.create(
       {
@@ -151,14 +151,20 @@ function isRetryable(e: unknown): boolean {
 /**
  * `replaced`: the id of a registration of the same name, minted by an earlier attempt (one a
  * crash cut short, or one whose provider create failed and is being retried), now removed.
+ * GitHub's rate limits are waited out inside generateJitConfig (the VM stays provisioning, no
+ * attempt is spent); `signal` (the step's lease) ends such a wait.
  */
-async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: string; replaced?: number }> {
+async function mintJitConfig(
+  ctx: CoreContext,
+  vm: VmRecord,
+  signal: AbortSignal,
+): Promise<{ jit: string; replaced?: number }> {
   const runners = ctx.runnersFor(vm);
   const request = { name: vm.name, labels: vm.runnerLabels, runnerGroupId: ctx.runnerGroupId };
   let jit;
   let replaced: number | undefined;
   try {
-    jit = await runners.generateJitConfig(vm.repository, request);
+    jit = await runners.generateJitConfig(vm.repository, request, signal);
   } catch (e) {
     if (!(e instanceof GitHubError) || e.status !== 409) throw e;
     // The name is taken: a registration from an earlier attempt (interrupted by a crash, or
@@ -173,7 +179,7 @@ async function mintJitConfig(ctx: CoreContext, vm: VmRecord): Promise<{ jit: str
         'removed a registration minted by an earlier attempt',
       );
     }
-    jit = await runners.generateJitConfig(vm.repository, request);
+    jit = await runners.generateJitConfig(vm.repository, request, signal);
   }
   ctx.crashPoint?.('jit-minted');
   await ctx.store.recordRegistration({

@@ -3,6 +3,7 @@
 // repository (the GitHub App's installation tokens: ./app.ts), so one client serves every
 // repository.
 import { httpFetch } from './http-fetch.ts';
+import { RateGate, type RateGateOptions, type Refusal } from './rate-gate.ts';
 import { Octokit } from '@octokit/core';
 
 export interface RunnerInfo {
@@ -33,10 +34,57 @@ export class GitHubError extends Error {
   }
 }
 
+/**
+ * GitHub refused a call for a rate limit (403 or 429: a secondary limit, or the primary one
+ * exhausted). `retryAfterMs`: the wait GitHub named, or null when it named none.
+ */
+export class RateLimitedError extends GitHubError {
+  override name = 'RateLimitedError';
+  constructor(
+    message: string,
+    status: number,
+    readonly retryAfterMs: number | null,
+  ) {
+    super(message, status);
+  }
+}
+
+/**
+ * Whether a 403/429 is a rate limit and how long GitHub asks to wait, as its docs ("Rate limits
+ * for the REST API") say to read it: `retry-after` seconds; else `x-ratelimit-remaining: 0`
+ * until `x-ratelimit-reset` (UTC epoch seconds); else a message naming a secondary rate limit
+ * (or any 429) with no time. Undefined: not a rate limit (e.g. a 403 for missing permissions).
+ */
+export function rateLimitOf(
+  status: number | null,
+  headers: Record<string, unknown>,
+  message: string,
+  now: number,
+): Refusal | undefined {
+  if (status !== 403 && status !== 429) return undefined;
+  const header = (name: string) => {
+    const v = headers[name];
+    return typeof v === 'string' || typeof v === 'number' ? String(v).trim() : undefined;
+  };
+  const retryAfter = header('retry-after');
+  if (retryAfter !== undefined && /^\d{1,6}$/.test(retryAfter)) return { waitMs: Number(retryAfter) * 1000 };
+  const reset = header('x-ratelimit-reset');
+  if (header('x-ratelimit-remaining') === '0' && reset !== undefined && /^\d{1,12}$/.test(reset)) {
+    return { waitMs: Math.max(0, Number(reset) * 1000 - now) };
+  }
+  if (status === 429 || /secondary rate limit|abuse detection/i.test(message)) return { waitMs: null };
+  return undefined;
+}
+
 export interface RunnersApi {
+  /**
+   * Mints a one-shot runner config. GitHub's rate limits are waited out (RateGate: one time for
+   * every caller of this client) until it succeeds, `signal` aborts, or the gate gives up.
+   */
   generateJitConfig(
     repository: string,
     req: { name: string; labels: string[]; runnerGroupId: number; workFolder?: string },
+    signal?: AbortSignal,
   ): Promise<JitConfig>;
   listRunners(repository: string): Promise<RunnerInfo[]>;
   /**
@@ -90,13 +138,19 @@ function networkCause(e: unknown, timeoutMs: number): string {
  * headers; the token is masked should any message carry it.
  */
 export function wrap(what: string, e: unknown, token: string, timeoutMs: number): GitHubError {
-  const response = (e as { response?: { status?: number; data?: { message?: unknown } } }).response;
+  const response = (
+    e as {
+      response?: { status?: number; data?: { message?: unknown }; headers?: Record<string, unknown> };
+    }
+  ).response;
   const mask = (m: string) => (token ? m.split(token).join('[token]') : m);
   if (response === undefined) return new GitHubError(mask(`${what}: ${networkCause(e, timeoutMs)}`), null);
   const status = (e as { status?: unknown }).status;
   const code = typeof status === 'number' ? status : (response.status ?? null);
-  const message = response.data?.message;
-  const detail = typeof message === 'string' && message ? `${message} (HTTP ${code})` : `HTTP ${code}`;
+  const message = typeof response.data?.message === 'string' ? response.data.message : '';
+  const detail = message ? `${message} (HTTP ${code})` : `HTTP ${code}`;
+  const limited = rateLimitOf(code, response.headers ?? {}, message, Date.now());
+  if (limited && code !== null) return new RateLimitedError(mask(`${what}: ${detail}`), code, limited.waitMs);
   return new GitHubError(mask(`${what}: ${detail}`), code);
 }
 
@@ -107,6 +161,8 @@ export function createRunnersApi(opts: {
   userAgent?: string;
   /** Per call (default 30 s). */
   timeoutMs?: number;
+  /** How JIT generation waits out GitHub's rate limits (RateGate). */
+  rateLimit?: RateGateOptions;
 }): RunnersApi {
   const octokit = new Octokit({
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
@@ -116,6 +172,10 @@ export function createRunnersApi(opts: {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const fixed = typeof opts.token === 'string' ? opts.token : null;
   const source: TokenSource = fixed !== null ? { tokenFor: async () => fixed } : (opts.token as TokenSource);
+  // GitHub's secondary limit on JIT generation is per App or token: one gate per client.
+  const jitGate = new RateGate(opts.rateLimit);
+  const refusal = (e: unknown): Refusal | undefined =>
+    e instanceof RateLimitedError ? { waitMs: e.retryAfterMs } : undefined;
   /**
    * Runs one request with the repository's token (sent as a header: a fixed PAT and App tokens
    * alike), a fresh deadline (AbortSignal.timeout counts from its creation), and once more with
@@ -147,18 +207,25 @@ export function createRunnersApi(opts: {
   }
 
   return {
-    async generateJitConfig(repository, req) {
+    async generateJitConfig(repository, req, signal) {
       const { owner, repo } = split(repository);
-      const r = await call(repository, `generate JIT config for ${req.name} in ${repository}`, (extra) =>
-        octokit.request('POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig', {
-          owner,
-          repo,
-          name: req.name,
-          labels: req.labels,
-          runner_group_id: req.runnerGroupId,
-          work_folder: req.workFolder ?? '_work',
-          ...extra,
-        }),
+      const what = `generate JIT config for ${req.name} in ${repository}`;
+      const r = await jitGate.run(
+        what,
+        () =>
+          call(repository, what, (extra) =>
+            octokit.request('POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig', {
+              owner,
+              repo,
+              name: req.name,
+              labels: req.labels,
+              runner_group_id: req.runnerGroupId,
+              work_folder: req.workFolder ?? '_work',
+              ...extra,
+            }),
+          ),
+        refusal,
+        signal,
       );
       return {
         runnerId: r.data.runner.id,

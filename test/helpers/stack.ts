@@ -27,7 +27,7 @@ import type { CrashPoint } from '../../src/core/crash-points.ts';
 import { HatcheryService } from '../../src/service.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import type { VmRecord } from '../../src/store/store.ts';
-import { FakeGitHub } from '../fakes/github/server.ts';
+import { FakeGitHub, type SecondaryRateLimitOptions } from '../fakes/github/server.ts';
 import { IMAGES_DIR } from './images.ts';
 import { killAll, pidsWithArg, qemuPidsUnder } from './processes.ts';
 
@@ -104,6 +104,8 @@ export interface StackOptions {
    * leftovers() and checked by nothingLeft(); each list must end empty.
    */
   leftovers?: (files: StackFiles) => Record<string, unknown[]>;
+  /** The stand-in's secondary rate limit on JIT config generation (FakeGitHubOptions.jitRateLimit). */
+  jitRateLimit?: SecondaryRateLimitOptions;
 }
 
 /** The part shared by the in-process stack and the child process: stand-in, files, config. */
@@ -158,6 +160,7 @@ export class StackFiles {
       guestBaseUrl: opts.emulatedGuests ? undefined : `http://${GUEST_GITHUB.replace(/:80$/, '')}`,
       tokens,
       grants: opts.grants,
+      jitRateLimit: opts.jitRateLimit,
     });
     // A guest's forward to the service is set up when its VM starts: the port must be known.
     const port =

@@ -34,12 +34,14 @@ import {
   type FakeRunner,
   type JobEventAction,
 } from './state.ts';
+import { SecondaryRateLimit, type SecondaryRateLimitOptions } from './rate-limit.ts';
 import { runHandlers } from './runs.ts';
 import { buildTarball } from './tarball.ts';
 import { WebhookSender, workflowJobPayload, type WebhookTarget } from './webhooks.ts';
 
 export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
 export type { FakeAppOptions, FakeInstallationSpec } from './app.ts';
+export type { SecondaryRateLimitOptions } from './rate-limit.ts';
 export { decodeJitConfig } from './runner-protocol.ts';
 
 export { API_VERSION } from './headers.ts';
@@ -80,6 +82,11 @@ export interface FakeGitHubOptions {
    * `if-installed` lets the demo run on a production install, checking nothing (./contract.ts).
    */
   validation?: Validation;
+  /**
+   * A secondary rate limit on `POST …/actions/runners/generate-jitconfig` (repository and
+   * organization alike, one budget for all callers): refusals as GitHub sends them (./rate-limit.ts).
+   */
+  jitRateLimit?: SecondaryRateLimitOptions;
 }
 
 export interface RequestRecord {
@@ -103,9 +110,10 @@ const TARBALL_PATH = `/_downloads/actions-runner-linux-x64-${RUNNER_VERSION}.tar
  * Statuses GitHub answers on any operation though its description often leaves them out: a body
  * that is not JSON or an unsupported API version (400), bad credentials (401), no User-Agent
  * (403), not found (404), an Accept without JSON (415), a request that fails validation (422),
- * its own failure (500). Their bodies must still be a `basic-error`.
+ * its own failure (500), a secondary rate limit (403 or 429: GitHub's "Rate limits for the REST
+ * API" says any request may get either). Their bodies must still be a `basic-error`.
  */
-const IMPLICIT_STATUSES = [400, 401, 403, 404, 415, 422, 500];
+const IMPLICIT_STATUSES = [400, 401, 403, 404, 415, 422, 429, 500];
 
 /** close() rejects with this when the test left violations it did not acknowledge. */
 export class FakeGitHubViolations extends Error {
@@ -141,6 +149,8 @@ export class FakeGitHub {
   readonly runnerTarball: RunnerTarball;
   /** The GitHub App (options.app), if any. */
   readonly githubApp: FakeApp | undefined;
+  /** The secondary rate limit on JIT config generation (options.jitRateLimit), if any. */
+  readonly jitRateLimit: SecondaryRateLimit | undefined;
 
   private readonly state: FakeState;
   private readonly tokens: Set<string>;
@@ -165,6 +175,7 @@ export class FakeGitHub {
   ) {
     this.state = new FakeState(formatJobAssignment);
     this.githubApp = opts.app && new FakeApp(opts.app);
+    this.jitRateLimit = opts.jitRateLimit && new SecondaryRateLimit(opts.jitRateLimit);
     this.tokens = new Set(opts.tokens ?? [DEFAULT_TOKEN]);
     this.repositories = opts.repositories && new Set(opts.repositories.map((r) => r.toLowerCase()));
     this.grants = new Map(
@@ -597,6 +608,15 @@ export class FakeGitHub {
     if (scoped && principal.kind === 'installation' && !app?.covers(principal.installationId, scope)) {
       this.reply(req, res, notFound(), match);
       return;
+    }
+
+    // Past authentication and validation, as GitHub counts what it would have done.
+    if (this.jitRateLimit && match.method === 'POST' && match.template.endsWith('/generate-jitconfig')) {
+      const refusal = this.jitRateLimit.take();
+      if (refusal) {
+        this.reply(req, res, refusal, match);
+        return;
+      }
     }
 
     let reply: RestReply;
