@@ -11,6 +11,7 @@ import { crashPointFor } from './core/crash-points.ts';
 import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
+import { Admission } from './core/admission.ts';
 import { JobIntake } from './core/jobs.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
@@ -132,6 +133,7 @@ export class HatcheryService {
       runnersFor,
       pools: config.pools,
       maxVms: config.limits.max_vms,
+      admission: { maxProvisioning: config.limits.max_provisioning, tenants: config.limits.tenants },
       runnerDownload:
         config.runner.url && config.runner.sha256
           ? { url: config.runner.url, sha256: config.runner.sha256 }
@@ -249,6 +251,7 @@ export class HatcheryService {
       clock: this.ctx.clock,
       baseUrl: () => this.url,
       apiToken: config.api.token,
+      queue: new Admission(this.ctx),
       controlSecret: config.control.secret,
       github: {
         secret: config.github.app?.webhook_secret,

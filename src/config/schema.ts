@@ -8,6 +8,7 @@ import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '.
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 import { parseByteSize } from './bytes.ts';
+import { checkTenantQuotas, limitsSchema } from './limits.ts';
 
 const seconds = (def: number) => z.number().int().positive().default(def);
 const timeouts = z
@@ -203,10 +204,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    limits: z
-      .object({ max_vms: z.number().int().min(1).default(8) })
-      .strict()
-      .prefault({}),
+    // Capacity and fair share (core/quota.ts): src/config/limits.ts.
+    limits: limitsSchema,
     ssh: sshServiceSchema,
     providers: z
       .record(z.string().regex(NAME, 'provider names: lowercase letters, digits and "-"'), providerSchema)
@@ -265,6 +264,7 @@ export const configSchema = z
           "legacy.allow_unsigned = true accepts unsigned requests instead, as SpinW's receiver did",
       });
     }
+    checkTenantQuotas(c.limits, c.pools, ctx);
     if (c.legacy.enabled && !c.legacy.openssl_password) {
       ctx.addIssue({
         code: 'custom',

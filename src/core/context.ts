@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { RemoteOps } from '../remote/port.ts';
 import type { Store, VmRecord } from '../store/store.ts';
+import type { AdmissionConfig } from './admission.ts';
 import type { Timeouts } from './lifecycle.ts';
 import type { CrashPoint } from './crash-points.ts';
 import type { Notifier } from './notifier.ts';
@@ -21,6 +22,8 @@ export interface CoreContext {
   runnersFor(vm: Pick<VmRecord, 'credential' | 'repository'>): RunnersApi;
   pools: PoolConfig[];
   maxVms: number;
+  /** `limits.max_provisioning` and `limits.tenants` (admission.ts); absent: oldest first, no cap. */
+  admission?: AdmissionConfig;
   /** Runner tarball as the guest downloads it (`[runner]`; a pool may name its own). */
   runnerDownload: RunnerDownload | null;
   runnerGroupId: number;
