@@ -13,6 +13,7 @@ import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
 import { Admission } from './core/admission.ts';
 import { JobIntake } from './core/jobs.ts';
+import { runOrigins } from './github/run-origin.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
@@ -133,6 +134,7 @@ export class HatcheryService {
       runnersFor,
       pools: config.pools,
       maxVms: config.limits.max_vms,
+      ...(githubApp ? { runOrigin: runOrigins(githubApp) } : {}),
       admission: { maxProvisioning: config.limits.max_provisioning, tenants: config.limits.tenants },
       runnerDownload:
         config.runner.url && config.runner.sha256

@@ -2,6 +2,7 @@
 // (snake_case) so that docs, file, env variables and error messages all use one spelling.
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
+import { trustSchema } from '../core/trust.ts';
 import { guestOsSchema, NO_WINDOWS_GUESTS, poolRunnerSchema, SHA256_HEX } from '../guest/os.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
 import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '../remote/config.ts';
@@ -62,6 +63,8 @@ export const poolSchema = z
     ssh: sshPoolSchema,
     prepare: prepareSchema.optional(),
     timeouts,
+    // Which repositories, events and forks it serves: src/core/trust.ts.
+    trust: trustSchema.optional(),
   })
   // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
   .catchall(z.unknown());
@@ -302,7 +305,7 @@ function resolveProviders(
   }
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
-    const { bootstrap, ssh, prepare, ...rest } = p; // generic keys of src/remote/ (SSH)
+    const { bootstrap, ssh, prepare, trust, ...rest } = p; // generic keys of src/remote/ (SSH), trust
     const {
       name,
       labels,
@@ -359,6 +362,7 @@ function resolveProviders(
       ssh,
       prepare,
       timeouts,
+      trust,
       settings,
     };
   });
