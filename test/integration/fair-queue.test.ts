@@ -85,3 +85,42 @@ describe('fair admission: queue positions across tenants', () => {
     assert.deepEqual(byId, { 1: undefined, 2: 2, 3: 3, 4: 1 });
   });
 });
+
+describe('limits.max_provisioning: VMs starting at once', () => {
+  let app: AppService;
+  before(async () => {
+    app = await AppService.start({
+      pools: [{ name: 'linux', labels: ['linux'], max_vms: 8 }],
+      installations: [{ id: 77, account: 'octo-org' }],
+      limits: { max_vms: 8, max_provisioning: 1 },
+    });
+  });
+  after(async () => {
+    await app?.stop();
+  });
+
+  it('starts one VM at a time, the next as soon as the previous runner is online', async () => {
+    for (const id of [11, 12, 13, 14]) {
+      const r = await app.post('workflow_job', queued(id, 'octo-org/app'));
+      assert.equal(r.json.result, 'vm_requested');
+    }
+    const vms = await eventually(async () => {
+      const vms = await app.service.store.listVms();
+      return vms.length === 4 && vms.every((v) => v.state === 'idle') ? vms : undefined;
+    }, 'every VM idle');
+    // From the audit trail: admitted → idle (provisioning and booting) never overlap.
+    const spans = await Promise.all(
+      vms.map(async (vm) => {
+        const ev = await app.service.store.listEvents(vm.id);
+        return [
+          ev.find((e) => e.event === 'admitted')!.id,
+          ev.find((e) => e.toState === 'idle')!.id,
+        ] as const;
+      }),
+    );
+    // Event ids are the store's order of writes: compare them, not clocks.
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++)
+      assert.ok(spans[i]![0] > spans[i - 1]![1], `VM ${i + 1} was admitted before VM ${i} was online`);
+  });
+});

@@ -105,6 +105,17 @@ describe('trust rules', () => {
     assert.equal((await app.service.store.listVms()).length, before, 'no VM for a refused job');
   });
 
+  it('answers 500 and records nothing when the run cannot be read (the delivery is redelivered later)', async () => {
+    // A job GitHub does not know: its run answers 404.
+    const job = { ...app.fake.queueJob({ repository: 'octo-org/app', labels: ['open'] }), id: 999_999 };
+    const r = await app.post(
+      'workflow_job',
+      workflowJobPayload('queued', { ...job, labels: ['secure'] }, null, 77),
+    );
+    assert.equal(r.status, 500);
+    assert.equal(await app.service.store.getJob(999_999), null);
+  });
+
   it('leaves pools without rules open to every repository and event', async () => {
     const { result } = await queue(
       { repository: 'stranger/app', labels: ['open'], event: 'pull_request', headRepository: 'forker/app' },
