@@ -116,6 +116,22 @@ describe('trust rules', () => {
     assert.equal(await app.service.store.getJob(999_999), null);
   });
 
+  it('GitHub down: the webhook fails, nothing recorded; the same delivery again once it is back is served', async () => {
+    const job = app.fake.queueJob({ repository: 'octo-org/lib', labels: ['secure'] });
+    const payload = workflowJobPayload('queued', job, null, 77);
+    await app.fake.goOffline();
+    try {
+      const down = await app.post('workflow_job', payload, { delivery: 'd-trust-down' });
+      assert.equal(down.status, 500);
+      assert.equal(await app.service.store.getJob(job.id), null);
+    } finally {
+      await app.fake.goOnline();
+    }
+    const again = await app.post('workflow_job', payload, { delivery: 'd-trust-down' });
+    assert.equal(again.status, 200);
+    assert.equal(again.json.result, 'vm_requested');
+  });
+
   it('leaves pools without rules open to every repository and event', async () => {
     const { result } = await queue(
       { repository: 'stranger/app', labels: ['open'], event: 'pull_request', headRepository: 'forker/app' },
