@@ -42,6 +42,8 @@ function queuedDelivery(secret: string, repository: string, jobId: number, insta
     createdAt: now,
     startedAt: null,
     completedAt: null,
+    event: 'push',
+    headRepository: repository,
   };
   const body = JSON.stringify(workflowJobPayload('queued', job, null, installation));
   return {

@@ -11,7 +11,9 @@ import { crashPointFor } from './core/crash-points.ts';
 import { GuestInbox } from './core/guest-inbox.ts';
 import { GuestLinks } from './core/guest-links.ts';
 import { Intake } from './core/intake.ts';
+import { Admission } from './core/admission.ts';
 import { JobIntake } from './core/jobs.ts';
+import { runOrigins } from './github/run-origin.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
@@ -142,6 +144,8 @@ export class HatcheryService {
       runnersFor,
       pools: config.pools,
       maxVms: config.limits.max_vms,
+      ...(githubApp ? { runOrigin: runOrigins(githubApp) } : {}),
+      admission: { maxProvisioning: config.limits.max_provisioning, tenants: config.limits.tenants },
       runnerDownload:
         config.runner.url && config.runner.sha256
           ? { url: config.runner.url, sha256: config.runner.sha256 }
@@ -259,6 +263,7 @@ export class HatcheryService {
       clock: this.ctx.clock,
       baseUrl: () => this.url,
       apiToken: config.api.token,
+      queue: new Admission(this.ctx),
       controlSecret: config.control.secret,
       github: {
         secret: config.github.app?.webhook_secret,

@@ -2,12 +2,14 @@
 // (snake_case) so that docs, file, env variables and error messages all use one spelling.
 import { z } from 'zod';
 import { LABEL } from '../core/naming.ts';
+import { trustSchema } from '../core/trust.ts';
 import { guestOsSchema, NO_WINDOWS_GUESTS, poolRunnerSchema, SHA256_HEX } from '../guest/os.ts';
 import { PROVIDER_KIND_NAMES, PROVIDER_KINDS, type ProviderKindName } from '../providers/registry.ts';
 import { bootstrapMode, prepareSchema, sshPoolSchema, sshServiceSchema } from '../remote/config.ts';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 import { parseByteSize } from './bytes.ts';
+import { checkTenantQuotas, limitsSchema } from './limits.ts';
 
 const seconds = (def: number) => z.number().int().positive().default(def);
 const timeouts = z
@@ -61,6 +63,8 @@ export const poolSchema = z
     ssh: sshPoolSchema,
     prepare: prepareSchema.optional(),
     timeouts,
+    // Which repositories, events and forks it serves: src/core/trust.ts.
+    trust: trustSchema.optional(),
   })
   // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
   .catchall(z.unknown());
@@ -207,10 +211,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    limits: z
-      .object({ max_vms: z.number().int().min(1).default(8) })
-      .strict()
-      .prefault({}),
+    // Capacity and fair share (core/quota.ts): src/config/limits.ts.
+    limits: limitsSchema,
     ssh: sshServiceSchema,
     providers: z
       .record(z.string().regex(NAME, 'provider names: lowercase letters, digits and "-"'), providerSchema)
@@ -269,6 +271,7 @@ export const configSchema = z
           "legacy.allow_unsigned = true accepts unsigned requests instead, as SpinW's receiver did",
       });
     }
+    checkTenantQuotas(c.limits, c.pools, ctx);
     if (c.legacy.enabled && !c.legacy.openssl_password) {
       ctx.addIssue({
         code: 'custom',
@@ -306,7 +309,7 @@ function resolveProviders(
   }
   const names = Object.keys(c.providers);
   const pools = c.pools.map((p, i) => {
-    const { bootstrap, ssh, prepare, ...rest } = p; // generic keys of src/remote/ (SSH)
+    const { bootstrap, ssh, prepare, trust, ...rest } = p; // generic keys of src/remote/ (SSH), trust
     const {
       name,
       labels,
@@ -363,6 +366,7 @@ function resolveProviders(
       ssh,
       prepare,
       timeouts,
+      trust,
       settings,
     };
   });

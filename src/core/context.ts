@@ -7,7 +7,9 @@ import type { Logger } from '../log.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { RemoteOps } from '../remote/port.ts';
 import type { Store, VmRecord } from '../store/store.ts';
+import type { AdmissionConfig } from './admission.ts';
 import type { Timeouts } from './lifecycle.ts';
+import type { RunOrigin } from './trust.ts';
 import type { CrashPoint } from './crash-points.ts';
 import type { Notifier } from './notifier.ts';
 
@@ -21,6 +23,10 @@ export interface CoreContext {
   runnersFor(vm: Pick<VmRecord, 'credential' | 'repository'>): RunnersApi;
   pools: PoolConfig[];
   maxVms: number;
+  /** `limits.max_provisioning` and `limits.tenants` (admission.ts); absent: oldest first, no cap. */
+  admission?: AdmissionConfig;
+  /** A workflow run's event and head repository, read from GitHub (the App); absent: no App. */
+  runOrigin?: (repository: string, runId: number, installationId: number | null) => Promise<RunOrigin>;
   /** Runner tarball as the guest downloads it (`[runner]`; a pool may name its own). */
   runnerDownload: RunnerDownload | null;
   runnerGroupId: number;
@@ -43,6 +49,11 @@ export interface CoreContext {
 
 export class UnknownLabelError extends Error {
   override name = 'UnknownLabelError';
+}
+
+/** The pool may not serve the request's repository (its trust rules: trust.ts). */
+export class PoolRefusedError extends Error {
+  override name = 'PoolRefusedError';
 }
 
 export function poolForLabel(ctx: Pick<CoreContext, 'pools'>, label: string): PoolConfig {

@@ -3,7 +3,8 @@
 // picks the rows up. Callers (http routes) have already validated every identifier.
 import type { DeliveryRef, NewVm, VmRecord, VmSource } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
-import { poolForLabel, timeoutsFor, type CoreContext } from './context.ts';
+import { poolForLabel, PoolRefusedError, timeoutsFor, type CoreContext } from './context.ts';
+import { repositoryRefusal } from './trust.ts';
 import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
 import { vmName } from './naming.ts';
 
@@ -75,6 +76,12 @@ export class Intake {
   async create(req: CreateRequest, delivery?: DeliveryRef): Promise<CreateOutcome> {
     const ids = identities(req);
     const pools = ids.map((id) => poolForLabel(this.ctx, id.label));
+    // Trust rules: a pool limited to some repositories refuses the others' explicit requests
+    // too (events and forks concern GitHub App jobs only: docs/adr/2026-12-02-trust-rules.md).
+    for (const pool of pools) {
+      const refused = repositoryRefusal(pool.name, pool.trust, req.repository);
+      if (refused) throw new PoolRefusedError(refused);
+    }
     const existing: (IntakeResult | null)[] = [];
     const wanted: NewVm[] = [];
     for (const [i, id] of ids.entries()) {

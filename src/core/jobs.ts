@@ -15,7 +15,9 @@
 import type { JobStatus, NewVm, VmRecord, WorkflowJob } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import { timeoutsFor, type CoreContext } from './context.ts';
+import type { PoolConfig } from '../config/schema.ts';
 import { poolForJob, SELF_HOSTED } from './job-match.ts';
+import { needsOrigin, originRefusal, repositoryRefusal, type RunOrigin } from './trust.ts';
 import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
 import { vmName } from './naming.ts';
 
@@ -54,14 +56,37 @@ export class JobIntake {
 
   constructor(private readonly ctx: CoreContext) {}
 
-  /** Applies one event after those before it have been applied. */
-  handle(e: JobEvent): Promise<JobOutcome> {
-    const run = this.chain.then(() => this.apply(e));
+  /**
+   * Applies one event after those before it have been applied. A queued job for a pool with
+   * event or fork rules needs its run's origin first: asked before taking its turn, so that
+   * other events do not wait for GitHub; if GitHub cannot be asked, this rejects and nothing is
+   * recorded (the webhook's delivery fails and is redelivered: core/redeliver.ts).
+   */
+  async handle(e: JobEvent): Promise<JobOutcome> {
+    const origin = await this.originFor(e);
+    const run = this.chain.then(() => this.apply(e, origin));
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async apply(e: JobEvent): Promise<JobOutcome> {
+  private async originFor(e: JobEvent): Promise<RunOrigin | undefined> {
+    if (e.action !== 'queued' || !this.ctx.runOrigin) return undefined;
+    const pool = poolForJob(this.ctx.pools, e.labels).pool;
+    if (!pool || !needsOrigin(pool.trust) || repositoryRefusal(pool.name, pool.trust, e.repository))
+      return undefined;
+    return this.ctx.runOrigin(e.repository, e.runId, e.installationId);
+  }
+
+  /** Why the pool must not serve the job (trust rules), or null. */
+  private refusal(pool: PoolConfig, e: JobEvent, origin: RunOrigin | undefined): string | null {
+    const byRepository = repositoryRefusal(pool.name, pool.trust, e.repository);
+    if (byRepository || !needsOrigin(pool.trust)) return byRepository;
+    if (!origin)
+      return `pool ${pool.name} has event or fork rules: the run's origin could not be read (github.app is needed)`;
+    return originRefusal(pool.name, pool.trust, e.repository, origin);
+  }
+
+  private async apply(e: JobEvent, origin: RunOrigin | undefined): Promise<JobOutcome> {
     const now = this.ctx.clock();
     const out: JobOutcome = { result: 'recorded', created: [], destroyed: [], note: '' };
     const existing = await this.ctx.store.getJob(e.jobId);
@@ -104,9 +129,16 @@ export class JobIntake {
       // Waiting for an environment's approval: it may wait for hours; a VM now would idle out.
       out.note = 'waiting for approval: a VM is requested once it is queued';
     } else if (e.action === 'queued') {
+      const refused = match.pool ? this.refusal(match.pool, e, origin) : null;
       if (!match.pool) {
         out.result = 'not_served';
         out.note = match.why;
+      } else if (refused) {
+        // The pool its labels name may not serve it: no pool serves it (labels are unique).
+        out.result = 'not_served';
+        out.note = refused;
+        job.pool = null;
+        job.note = refused;
       } else if (await this.liveVm(job.vm)) {
         out.result = 'duplicate';
         out.note = `VM ${job.vm} is already requested for it`;
@@ -172,6 +204,13 @@ export class JobIntake {
     }
     if (taker && taker.source === 'github') {
       const other = await this.ctx.store.jobOfVm(taker.name);
+      if (job.pool === null)
+        // A runner takes any queued job of its repository whose labels it carries: trust rules
+        // decide which jobs get a VM, not which job a VM's runner takes (docs/adr trust rules).
+        this.ctx.log.warn(
+          { job: job.jobId, vm: taker.name, note: job.note },
+          'a job no pool serves ran on a VM created for another job of its repository',
+        );
       job.vm = taker.name;
       out.result = 'bound';
       if (other && other.jobId !== job.jobId) {

@@ -6,7 +6,7 @@
 // service's real work) never runs out of requests.
 import type { QueuedJobsApi } from '../github/queued-jobs.ts';
 import type { Logger } from '../log.ts';
-import type { JobIntake } from './jobs.ts';
+import type { JobIntake, JobOutcome } from './jobs.ts';
 
 /** Stop a pass when fewer requests than this fraction of the limit are left. */
 export const RESERVE = 0.2;
@@ -93,7 +93,19 @@ export class QueuedJobPoller {
         }
         for (const j of jobs) {
           out.queued++;
-          const r = await this.deps.jobs.handle({ action: 'queued', runnerName: null, ...j });
+          let r: JobOutcome;
+          try {
+            r = await this.deps.jobs.handle({ action: 'queued', runnerName: null, ...j });
+          } catch (e) {
+            // E.g. its run's origin could not be read (trust rules): ask for this repository's
+            // list again next pass, as if it had changed, rather than skip the job until it does.
+            this.api.forget?.(repository);
+            this.deps.log.warn(
+              { job: j.jobId, repository, err: (e as Error).message },
+              'queued job not handled',
+            );
+            continue;
+          }
           if (r.result === 'vm_requested') {
             out.vmsRequested++;
             this.deps.log.info(

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lease, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
-import { INITIAL_STATE, isTerminal, PROVIDER_STATES, type LifecycleEvent } from './lifecycle.ts';
-import { admit } from './quota.ts';
+import type { LifecycleEvent } from './lifecycle.ts';
+import { Admission, STARTING_STATES } from './admission.ts';
 import { destroy, provision } from './steps.ts';
 
 const TICK_GAP_MS = 20;
@@ -33,14 +33,18 @@ export class Worker {
   /** This process queued a VM or saw one give its capacity back: admission is worth a look. */
   private queueChanged = true;
   private readonly unsubscribe: () => void;
+  private readonly admission: Admission;
 
   constructor(
     private readonly ctx: CoreContext,
     private readonly opts: WorkerOptions,
   ) {
     this.owner = leaseOwner(ctx.instanceId);
+    this.admission = new Admission(ctx);
     const offTransition = ctx.notifier.onTransition((vm) => {
-      if (vm.state === INITIAL_STATE || isTerminal(vm.state)) this.queueChanged = true;
+      // A VM queued (pending), or giving back capacity: all of it (ended), or a start slot
+      // (limits.max_provisioning: it left provisioning/booting). Admission costs two queries.
+      if (!STARTING_STATES.includes(vm.state)) this.queueChanged = true;
     });
     const offQueued = ctx.notifier.onQueued(() => (this.queueChanged = true));
     this.unsubscribe = () => {
@@ -128,21 +132,9 @@ export class Worker {
     return claimed.length === free || admitted > 0;
   }
 
-  /** Admits what capacity allows; returns how many. */
+  /** Admits what capacity allows (admission.ts, quota.ts); returns how many. */
   private async admitPending(): Promise<number> {
-    // Cheap however long the queue: counts, then only the heads that could start.
-    const active = await this.ctx.store.activeByPool(PROVIDER_STATES);
-    const total = Object.values(active).reduce((a, b) => a + b, 0);
-    if (total >= this.ctx.maxVms) return 0;
-    const perPool = Object.fromEntries(this.ctx.pools.map((p) => [p.name, p.max_vms]));
-    const free = Object.fromEntries(
-      this.ctx.pools.map((p) => [
-        p.name,
-        Math.min(p.max_vms - (active[p.name] ?? 0), this.ctx.maxVms - total),
-      ]),
-    );
-    const heads = await this.ctx.store.pendingHeads(free);
-    const names = admit(heads, active, { total: this.ctx.maxVms, perPool });
+    const names = await this.admission.pick();
     for (const name of names) await applyEvent(this.ctx, name, { type: 'admitted' });
     return names.length;
   }

@@ -23,6 +23,8 @@ export interface QueuedJobsApi {
   repositories(installationId: number): Promise<string[]>;
   /** null: nothing changed since the last call for this repository (304). */
   queuedJobs(installationId: number, repository: string): Promise<QueuedJob[] | null>;
+  /** Drops the repository's ETag: its next list is read whole even if unchanged. */
+  forget?(repository: string): void;
   /** The rate limit as of the last answer (undefined: none yet). */
   readonly rateLimit: RateLimit | undefined;
 }
@@ -40,6 +42,9 @@ export function queuedJobsApi(app: GitHubApp): QueuedJobsApi {
   return {
     get rateLimit() {
       return rateLimit;
+    },
+    forget(repository) {
+      etags.delete(repository.toLowerCase());
     },
     async installations() {
       const data = await app.appRequest<{ id: number }[]>('GET /app/installations', { per_page: 100 });

@@ -18,6 +18,7 @@ import { githubRoutes, type InstallationCache } from './routes/github.ts';
 import { guestRoutes } from './routes/guest.ts';
 import { jobsApiRoutes } from './routes/jobs-api.ts';
 import { legacyRoutes, type LegacyOptions } from './routes/legacy.ts';
+import type { QueueView } from './views.ts';
 
 export interface AppDeps {
   intake: Intake;
@@ -36,6 +37,8 @@ export interface AppDeps {
   /** A size such as "256kb" (server.body_limit). */
   bodyLimit: string;
   health: () => Promise<Record<string, unknown>>;
+  /** Queue positions of pending VMs, shown by the API (core/admission.ts). */
+  queue?: QueueView;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -76,7 +79,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(githubRoutes({ ...deps.github, store: deps.store, stats, clock: deps.clock }));
   app.use(guestRoutes(deps));
   app.use(apiRoutes({ ...deps, token: deps.apiToken }));
-  app.use(jobsApiRoutes({ store: deps.store, stats, token: deps.apiToken }));
+  app.use(jobsApiRoutes({ store: deps.store, stats, token: deps.apiToken, queue: deps.queue }));
   if (deps.legacy) app.use(legacyRoutes({ ...deps, opts: deps.legacy }));
 
   app.use((req, res) => {

@@ -2,7 +2,7 @@
 // at fault; the app's error handler renders it. Nothing else turns into a 4xx.
 import { z } from 'zod';
 import { InvalidIdentifier } from '../core/naming.ts';
-import { UnknownLabelError } from '../core/context.ts';
+import { PoolRefusedError, UnknownLabelError } from '../core/context.ts';
 
 export class RequestError extends Error {
   constructor(
@@ -33,6 +33,8 @@ export function toRequestError(e: unknown): RequestError | null {
   if (e instanceof RequestError) return e;
   if (e instanceof InvalidIdentifier) return badRequest(e.field, e.message.slice(e.field.length + 2));
   if (e instanceof UnknownLabelError) return badRequest('labels', e.message);
+  if (e instanceof PoolRefusedError)
+    return new RequestError(403, 'forbidden', `repository: ${e.message}`, 'repository');
   if (e instanceof z.ZodError) {
     const issue = e.issues[0]!;
     const field = issue.path.map(String).join('.') || 'body';

@@ -416,6 +416,37 @@ export class SqliteStore implements Store {
     return out.sort((a, b) => a.id - b.id);
   }
 
+  async activeUse(
+    states: readonly VmState[],
+  ): Promise<{ pool: string; repository: string; state: VmState; n: number }[]> {
+    const unique = [...new Set(states)];
+    return this.sql(
+      `SELECT pool, repository, state, COUNT(*) AS n FROM vms
+         WHERE state IN (${unique.map(() => '?').join(', ')}) GROUP BY pool, repository, state`,
+    ).all(...unique) as { pool: string; repository: string; state: VmState; n: number }[];
+  }
+
+  async pendingHeadsByTenant(
+    perPool: Record<string, number>,
+    by: 'owner' | 'repository',
+  ): Promise<{ id: number; name: string; pool: string; repository: string }[]> {
+    // The tenant as SQL: the repository, or its owner (before the "/"), case-insensitively.
+    const tenant =
+      by === 'repository' ? 'lower(repository)' : "lower(substr(repository, 1, instr(repository, '/') - 1))";
+    const st = this.sql(
+      `SELECT id, name, pool, repository FROM (
+         SELECT id, name, pool, repository,
+                row_number() OVER (PARTITION BY ${tenant} ORDER BY id) AS rank
+           FROM vms WHERE state = '${INITIAL_STATE}' AND pool = ?)
+       WHERE rank <= ? ORDER BY id`,
+    );
+    const out: { id: number; name: string; pool: string; repository: string }[] = [];
+    for (const [pool, n] of Object.entries(perPool)) {
+      if (n > 0) out.push(...(st.all(pool, n) as typeof out));
+    }
+    return out.sort((a, b) => a.id - b.id);
+  }
+
   async listEvents(vmId: number): Promise<VmEventRecord[]> {
     return (this.sql('SELECT * FROM vm_events WHERE vm_id = ? ORDER BY id').all(vmId) as Row[]).map((r) => ({
       id: r.id as number,

@@ -220,6 +220,18 @@ export interface Store {
   activeByPool(states: readonly VmState[]): Promise<Record<string, number>>;
   /** The oldest pending VMs of each pool, at most `perPool[pool]` each, oldest first overall. */
   pendingHeads(perPool: Record<string, number>): Promise<{ id: number; name: string; pool: string }[]>;
+  /** How many VMs in one of `states` per pool, repository and state (fair admission; few rows: active VMs are bounded). */
+  activeUse(
+    states: readonly VmState[],
+  ): Promise<{ pool: string; repository: string; state: VmState; n: number }[]>;
+  /**
+   * The oldest pending VMs of each pool and tenant (a tenant is a repository's owner or the
+   * repository, case-insensitively), at most `perPool[pool]` each, oldest first overall.
+   */
+  pendingHeadsByTenant(
+    perPool: Record<string, number>,
+    by: 'owner' | 'repository',
+  ): Promise<{ id: number; name: string; pool: string; repository: string }[]>;
   listEvents(vmId: number): Promise<VmEventRecord[]>;
   /**
    * Repositories with a VM changed since `since`, each with the newest credential its VMs still

@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { qemuVmsUnder } from '../helpers/processes.ts';
 import { Stack } from '../helpers/stack.ts';
 
 const REPOS = ['octo-org/app', 'octo-org/lib'];
-const JOBS = 8;
+const JOBS = 20;
 const MAX_VMS = 4;
 
 describe(`autoscaling: ${JOBS} queued jobs across 2 repositories, room for ${MAX_VMS} VMs (real VMs)`, () => {
@@ -21,25 +22,37 @@ describe(`autoscaling: ${JOBS} queued jobs across 2 repositories, room for ${MAX
       tokens: [],
       githubToken: false,
       app: { installations: ['octo-org'], webhookSecret: secret },
-      maxVms: MAX_VMS,
       pools: [{ name: 'linux', labels: ['linux', 'x64'], max_vms: MAX_VMS }],
+      // Fair share between the two repositories (limits.tenants): capacity that frees goes to the
+      // repository using the fewest VMs, not to the oldest job.
+      extra: { limits: { max_vms: MAX_VMS, tenants: { by: 'repository' } } },
     });
   });
   after(async () => {
     await stack?.stop();
   });
 
-  it('serves every job on its own VM, never more than the limit at once, and leaves nothing', async (t) => {
+  it('serves every job on its own VM, never more than the limit at once, both repositories in turn, and leaves nothing', async (t) => {
+    // Never more than MAX_VMS VMs running at once, sampled from the host's QEMU processes.
+    let most = 0;
+    const sampler = setInterval(() => {
+      most = Math.max(most, qemuVmsUnder(stack.files.stateDir).length);
+    }, 100);
+    t.after(() => clearInterval(sampler));
     const sender = stack.fake.sendWebhooks({ url: `${stack.service.url}/hooks/github`, secret });
-    const jobs = Array.from({ length: JOBS }, (_, i) =>
-      stack.fake.queueJob({
-        repository: REPOS[i % 2]!,
-        labels: i % 2 ? ['self-hosted', 'Linux'] : ['self-hosted', 'linux', 'X64'],
+    // All of the first repository's jobs before any of the second's: oldest first would serve
+    // the first repository whole before the second starts; fair share must not.
+    const jobs = Array.from({ length: JOBS }, (_, i) => {
+      const first = i < JOBS / 2;
+      return stack.fake.queueJob({
+        repository: REPOS[first ? 0 : 1]!,
+        labels: first ? ['self-hosted', 'linux', 'X64'] : ['self-hosted', 'Linux'],
         name: `build-${i}`,
         script: 'echo "ran on $(hostname)"',
-      }),
-    );
-    const done = await Promise.all(jobs.map((j) => stack.fake.waitForJob(j.id, { timeoutMs: 400_000 })));
+      });
+    });
+    const done = await Promise.all(jobs.map((j) => stack.fake.waitForJob(j.id, { timeoutMs: 600_000 })));
+    clearInterval(sampler);
     for (const j of done) {
       assert.equal(j.conclusion, 'success', j.output);
       assert.match(j.output, new RegExp(`ran on ${j.runnerName}`));
@@ -66,23 +79,39 @@ describe(`autoscaling: ${JOBS} queued jobs across 2 repositories, room for ${MAX
       assert.ok(vms.some((v) => v.name === j.runnerName && v.repository === j.repository));
     }
 
-    // Never more than MAX_VMS at once: from each VM's audit trail, admitted → ended.
-    const spans = await Promise.all(
+    // From each VM's audit trail: requested → admitted → ended.
+    const trail = await Promise.all(
       vms.map(async (vm) => {
         const ev = await stack.service.store.listEvents(vm.id);
-        return [ev.find((e) => e.event === 'admitted')!.at, ev.at(-1)!.at] as const;
+        return {
+          repository: vm.repository,
+          requested: ev[0]!.at,
+          admitted: ev.find((e) => e.event === 'admitted')!.at,
+          ended: ev.at(-1)!.at,
+        };
       }),
     );
-    const points = spans.flatMap(([a, b]) => [
-      [a, 1],
-      [b, -1],
-    ]) as [number, number][];
-    points.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-    let live = 0;
-    let most = 0;
-    for (const [, d] of points) most = Math.max(most, (live += d));
-    t.diagnostic(`at most ${most} VMs at once`);
-    assert.ok(most <= MAX_VMS, `${most} VMs at once`);
+    t.diagnostic(
+      `at most ${most} VMs with a QEMU process at once (sampled), ${maxAtOnce(trail)} VMs (audit trail)`,
+    );
+    assert.ok(most > 0 && most <= MAX_VMS, `${most} VMs with a QEMU process at once`);
+    assert.ok(maxAtOnce(trail) <= MAX_VMS, `${maxAtOnce(trail)} VMs at once`);
+
+    // Fair share, as core/quota.ts decides it: every admission while the other repository had a
+    // VM waiting went to the repository holding no more VMs than the other. One VM of slack: the
+    // worker counts, then admits; a VM may end, or be queued, in between.
+    const unfair = fairnessBreaches(trail, 1);
+    assert.deepEqual(unfair, [], 'an admission went to the repository holding more VMs');
+    // Both in turn: neither repository had all its jobs done before the other's first was.
+    for (const [a, b] of [REPOS, [...REPOS].reverse()]) {
+      const lastA = Math.max(
+        ...done.filter((j) => j.repository === a).map((j) => Date.parse(j.completedAt!)),
+      );
+      const firstB = Math.min(
+        ...done.filter((j) => j.repository === b).map((j) => Date.parse(j.completedAt!)),
+      );
+      assert.ok(firstB < lastA, `${b}'s first job completed only after all of ${a}'s`);
+    }
     assert.deepEqual(stack.fake.violations, []);
   });
 
@@ -110,3 +139,47 @@ describe(`autoscaling: ${JOBS} queued jobs across 2 repositories, room for ${MAX
     assert.deepEqual(stack.fake.violations, []);
   });
 });
+
+interface Span {
+  repository: string;
+  requested: number;
+  admitted: number;
+  ended: number;
+}
+
+/** The most VMs holding capacity at once: admitted → ended. */
+function maxAtOnce(spans: readonly Span[]): number {
+  const points = spans.flatMap((s) => [
+    [s.admitted, 1],
+    [s.ended, -1],
+  ]) as [number, number][];
+  points.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let live = 0;
+  let most = 0;
+  for (const [, d] of points) most = Math.max(most, (live += d));
+  return most;
+}
+
+/**
+ * Admissions that broke least-used-first: at the moment a VM of repository X was admitted, another
+ * repository Y had a VM waiting and X held more than `slack` VMs more than Y.
+ */
+function fairnessBreaches(spans: readonly Span[], slack: number): string[] {
+  const repos = [...new Set(spans.map((s) => s.repository))];
+  const out: string[] = [];
+  for (const vm of spans) {
+    const t = vm.admitted;
+    const holding = (r: string) =>
+      spans.filter((s) => s !== vm && s.repository === r && s.admitted <= t && s.ended > t).length;
+    const waiting = (r: string) =>
+      spans.some((s) => s.repository === r && s.requested <= t && s.admitted > t);
+    for (const other of repos) {
+      if (other === vm.repository || !waiting(other)) continue;
+      if (holding(vm.repository) > holding(other) + slack)
+        out.push(
+          `${vm.repository} admitted holding ${holding(vm.repository)} while ${other} held ${holding(other)} and waited`,
+        );
+    }
+  }
+  return out;
+}

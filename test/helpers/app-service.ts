@@ -32,7 +32,9 @@ export class AppService {
   ) {}
 
   static async start(opts: {
-    pools: { name: string; labels: string[]; max_vms?: number }[];
+    pools: { name: string; labels: string[]; max_vms?: number; trust?: Record<string, unknown> }[];
+    /** `[limits]` instead of `max_vms = 64` (e.g. tenants). */
+    limits?: Record<string, unknown>;
     installations: FakeInstallationSpec[];
     /** Without: POST /hooks/github is disabled. */
     webhookSecret?: boolean;
@@ -72,7 +74,7 @@ export class AppService {
         runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },
         store: { path: path.join(dir, 'hatchery.db') },
         workers: { poll_ms: 20 },
-        limits: { max_vms: 64 },
+        limits: opts.limits ?? { max_vms: 64 },
         log: { level: 'silent' },
         providers: { sim: { kind: 'memory', guest_emulator: await emulator.start() } },
         pools: opts.pools.map((p) => ({ max_vms: 32, ...p })),

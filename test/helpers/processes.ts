@@ -29,6 +29,26 @@ export function qemuPidsUnder(dir: string): number[] {
   });
 }
 
+/**
+ * The VMs (their directories under `dir`) with a QEMU process running: one per VM, even while
+ * `-daemonize` briefly shows a VM's parent and child process both.
+ */
+export function qemuVmsUnder(dir: string): string[] {
+  const prefix = `${dir.replace(/\/+$/, '')}/`;
+  const vms = new Set<string>();
+  for (const pid of qemuPidsUnder(dir)) {
+    try {
+      for (const arg of readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')) {
+        const at = arg.indexOf(prefix);
+        if (at !== -1) vms.add(arg.slice(at + prefix.length).split('/')[0]!);
+      }
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return [...vms];
+}
+
 export function killAll(pids: number[]): void {
   for (const pid of pids) {
     try {

@@ -300,3 +300,46 @@ describe('loadConfig', () => {
     });
   });
 });
+
+describe('limits: provisioning cap and tenants (fair share)', () => {
+  it('defaults to no tenants and no cap: oldest first, as before', () => {
+    const { config } = loadConfig({ cwd: dir, env: {}, dotenv: false });
+    assert.equal(config.limits.tenants, undefined);
+    assert.equal(config.limits.max_provisioning, undefined);
+  });
+
+  it('reads tenants with their defaults (by owner, weight exponent 1.25)', () => {
+    const file = write(
+      'tenants.toml',
+      '[limits]\nmax_vms = 4\nmax_provisioning = 2\n[limits.tenants]\nquota = 2\nquotas = { "Octo-Org" = 4 }\n',
+    );
+    const { config } = loadConfig({ cwd: dir, file, env: {}, dotenv: false });
+    assert.equal(config.limits.max_provisioning, 2);
+    assert.deepEqual(config.limits.tenants, {
+      by: 'owner',
+      weight_exponent: 1.25,
+      quota: 2,
+      quotas: { 'Octo-Org': 4 },
+    });
+  });
+
+  for (const [what, toml, error] of [
+    [
+      'a tenant name of the wrong kind',
+      'by = "repository"\nquotas = { "octo-org" = 4 }',
+      /limits\.tenants\.quotas\.octo-org: not a tenant name with by = "repository" \(e\.g\. "octo-org\/app"\)/,
+    ],
+    [
+      'a quota no VM of a pool fits in',
+      'quota = 0.5\n[[pools]]\nname = "big"\nlabels = ["big"]\nmemory = 1024',
+      /limits\.tenants\.quota: 0\.5 is less than one VM of pool big \(weight 1 = \(1024 MiB \/ 1024\) \^ 1\.25\): such a VM would never start/,
+    ],
+    ['an unknown way to tell tenants', 'by = "team"', /limits\.tenants\.by: one of owner, repository/],
+    ['an unknown key', 'qouta = 1', /limits\.tenants: unknown key\(s\) "qouta"/],
+  ] as const) {
+    it(`refuses ${what}, naming the key`, () => {
+      const file = write('bad-tenants.toml', `[limits.tenants]\n${toml}\n`);
+      assert.throws(() => loadConfig({ cwd: dir, file, env: {}, dotenv: false }), error);
+    });
+  }
+});

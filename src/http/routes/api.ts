@@ -9,7 +9,7 @@ import { waitForReady } from '../../core/wait.ts';
 import type { Store } from '../../store/store.ts';
 import { bearerAuth } from '../auth.ts';
 import { badRequest, RequestError } from '../errors.ts';
-import { eventView, vmView } from '../views.ts';
+import { eventView, positionsOf, vmView, type QueueView } from '../views.ts';
 
 const MAX_WAIT_S = 3600;
 const DEFAULT_PAGE = 100;
@@ -40,6 +40,8 @@ export function apiRoutes(deps: {
   notifier: Notifier;
   token?: string;
   baseUrl: () => string;
+  /** Queue positions of pending VMs (absent: not shown). */
+  queue?: QueueView;
 }) {
   const router = Router();
   router.use('/api/v1', bearerAuth(deps.token));
@@ -65,8 +67,9 @@ export function apiRoutes(deps: {
     });
     const page = rows.slice(0, limit);
     const last = page.at(-1);
+    const positions = await positionsOf(deps.queue, page);
     res.json({
-      vms: page.map((vm) => vmView(vm, deps.baseUrl())),
+      vms: page.map((vm) => vmView(vm, deps.baseUrl(), positions.get(vm.name))),
       next_cursor: rows.length > limit && last ? formatCursor(last.id) : null,
     });
   });
@@ -93,7 +96,10 @@ export function apiRoutes(deps: {
       status = r.outcome === 'ready' ? 200 : r.outcome === 'timeout' ? 408 : 409;
     }
     const events = (await deps.store.listEvents(vm.id)).map(eventView);
-    res.status(status).json({ ...vmView(vm, deps.baseUrl()), ...(outcome ? { wait: outcome } : {}), events });
+    const position = (await positionsOf(deps.queue, [vm])).get(vm.name);
+    res
+      .status(status)
+      .json({ ...vmView(vm, deps.baseUrl(), position), ...(outcome ? { wait: outcome } : {}), events });
   });
 
   router.delete('/api/v1/vms/:name', async (req: Request, res: Response) => {

@@ -27,8 +27,14 @@ function runJson(job: FakeJob, template: Json): Json {
   const repo = run.repository as Json;
   Object.assign(repo, { name, full_name: job.repository });
   Object.assign(repo.owner as Json, { login: owner });
+  // Where the run's code comes from: the repository itself, or a fork (a pull request from it).
+  const [headOwner, headName] = job.headRepository.split('/') as [string, string];
+  const head = run.head_repository as Json;
+  Object.assign(head, { name: headName, full_name: job.headRepository });
+  Object.assign(head.owner as Json, { login: headOwner });
   Object.assign(run, {
     id: runId,
+    event: job.event,
     name: job.name,
     run_number: job.id,
     status: job.status,
@@ -102,7 +108,18 @@ const runJobs: RestHandler = (req): RestReply => {
   };
 };
 
+const getRun: RestHandler = (req): RestReply => {
+  const template = req.example?.('workflow-run') as Json | undefined;
+  const runId = Number(req.params.run_id);
+  const job = ofRepo(req.state.jobs(), req.params.owner!, req.params.repo!).find(
+    (j) => runIdOf(j.id) === runId,
+  );
+  if (!job || !template) return notFound();
+  return { status: 200, body: runJson(job, template) };
+};
+
 export const runHandlers: Record<string, RestHandler> = {
   'GET /repos/{owner}/{repo}/actions/runs': listRuns,
+  'GET /repos/{owner}/{repo}/actions/runs/{run_id}': getRun,
   'GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs': runJobs,
 };

@@ -33,13 +33,21 @@ import {
   type FakeJob,
   type FakeRunner,
   type JobEventAction,
+  type QueueJobInput,
 } from './state.ts';
 import { SecondaryRateLimit, type SecondaryRateLimitOptions } from './rate-limit.ts';
 import { runHandlers } from './runs.ts';
 import { buildTarball } from './tarball.ts';
 import { WebhookSender, workflowJobPayload, type WebhookTarget } from './webhooks.ts';
 
-export type { FakeJob, FakeRunner, JobEventAction, JobConclusion, JobStatus } from './state.ts';
+export type {
+  FakeJob,
+  FakeRunner,
+  JobEventAction,
+  JobConclusion,
+  JobStatus,
+  QueueJobInput,
+} from './state.ts';
 export type { FakeAppOptions, FakeInstallationSpec } from './app.ts';
 export type { SecondaryRateLimitOptions } from './rate-limit.ts';
 export { decodeJitConfig } from './runner-protocol.ts';
@@ -301,7 +309,7 @@ export class FakeGitHub {
   }
 
   /** Queues a job (as a workflow run would); it goes to a matching idle runner of the repository. */
-  queueJob(input: { repository: string; labels: string[]; name?: string; script?: string }): FakeJob {
+  queueJob(input: QueueJobInput): FakeJob {
     return this.state.queueJob(input);
   }
 

@@ -21,6 +21,10 @@ export interface FakeJob {
   /** The job's `runs-on` labels. */
   readonly labels: readonly string[];
   readonly script: string;
+  /** Its run's triggering event (default `push`). */
+  readonly event: string;
+  /** Its run's head repository, `owner/repo` (a fork's for a pull request from a fork). */
+  readonly headRepository: string;
   readonly status: JobStatus;
   readonly conclusion: JobConclusion | null;
   readonly runnerId: number | null;
@@ -32,6 +36,17 @@ export interface FakeJob {
   readonly createdAt: string;
   readonly startedAt: string | null;
   readonly completedAt: string | null;
+}
+
+export interface QueueJobInput {
+  repository: string;
+  labels: string[];
+  name?: string;
+  script?: string;
+  /** Its run's triggering event (default `push`). */
+  event?: string;
+  /** Its run's head repository (default `repository`; another one: a pull request from a fork). */
+  headRepository?: string;
 }
 
 /** A snapshot of a runner registration. */
@@ -118,6 +133,8 @@ interface JobRecord {
   repository: string;
   labels: string[];
   script: string;
+  event: string;
+  headRepository: string;
   status: JobStatus;
   conclusion: JobConclusion | null;
   runnerId: number | null;
@@ -267,7 +284,7 @@ export class FakeState {
 
   // --- jobs ---
 
-  queueJob(input: { repository: string; labels: string[]; name?: string; script?: string }): FakeJob {
+  queueJob(input: QueueJobInput): FakeJob {
     if (!/^[^/\s]+\/[^/\s]+$/.test(input.repository)) {
       throw new Error(`queueJob: repository must be owner/repo, got ${JSON.stringify(input.repository)}`);
     }
@@ -278,6 +295,8 @@ export class FakeState {
       repository: input.repository,
       labels: [...input.labels],
       script: input.script ?? 'echo "Hello from the stand-in runner"',
+      event: input.event ?? 'push',
+      headRepository: input.headRepository ?? input.repository,
       status: 'queued',
       conclusion: null,
       runnerId: null,
@@ -376,6 +395,8 @@ export class FakeState {
       repository: j.repository,
       labels: Object.freeze([...j.labels]),
       script: j.script,
+      event: j.event,
+      headRepository: j.headRepository,
       status: j.status,
       conclusion: j.conclusion,
       runnerId: j.runnerId,
