@@ -61,6 +61,13 @@ describe('autoscaling: kill -9 of the service during a burst (real VMs)', () => 
     for (const j of done) assert.equal(j.conclusion, 'success', j.output);
     assert.equal(new Set(done.map((j) => j.runnerName)).size, done.length, 'each job on its own VM');
     await files.nothingLeft(180_000);
+    // The files go before the destroy step's result is written: wait for that write too.
+    const until = Date.now() + 60_000;
+    while (
+      !(await svc.read(async (s) => (await s.listVms()).every((vm) => isTerminal(vm.state)))) &&
+      Date.now() < until
+    )
+      await new Promise((r) => setTimeout(r, 250));
     const [vms, live] = await svc.read(
       async (s) => [await s.listVms(), await s.listRegistrations({ live: true })] as const,
     );
