@@ -145,7 +145,11 @@ export class HatcheryService {
       pools: config.pools,
       maxVms: config.limits.max_vms,
       ...(githubApp ? { runOrigin: runOrigins(githubApp) } : {}),
-      admission: { maxProvisioning: config.limits.max_provisioning, tenants: config.limits.tenants },
+      admission: {
+        maxProvisioning: config.limits.max_provisioning,
+        tenants: config.limits.tenants,
+        maxCreating: 2 * config.workers.concurrency,
+      },
       runnerDownload:
         config.runner.url && config.runner.sha256
           ? { url: config.runner.url, sha256: config.runner.sha256 }

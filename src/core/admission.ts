@@ -17,6 +17,14 @@ export const STARTING_STATES: readonly VmState[] = ['provisioning', 'booting'];
 export interface AdmissionConfig {
   maxProvisioning?: number;
   tenants?: TenantsConfig;
+  /**
+   * VMs in `provisioning` at once: those admitted whose create step has not finished. The
+   * provisioning deadline runs from admission, so VMs admitted beyond what the workers can
+   * create in that time fail while merely waiting for a worker (2,000 admitted at once with 4
+   * workers: 102 "provisioning timed out after 300 s"). The service sets it to twice the
+   * workers' concurrency; the rest wait in `pending`, under the queue's longer deadline.
+   */
+  maxCreating?: number;
 }
 
 export class Admission {
@@ -29,7 +37,7 @@ export class Admission {
   /** The pending VMs to admit now, in order. Cheap however long the queue: counts, then heads. */
   async pick(): Promise<string[]> {
     const usage = await this.usage();
-    const limits = this.limits();
+    const limits = this.limits(usage);
     const total = Object.values(usage.perPool).reduce((a, b) => a + b, 0);
     const room = Math.min(limits.total - total, (limits.starting ?? Infinity) - usage.starting);
     if (room <= 0) return [];
@@ -52,10 +60,11 @@ export class Admission {
     const pending = (await this.ctx.store.listVms({ states: ['pending'] })).reverse(); // oldest first
     if (pending.length === 0) return new Map();
     const by = this.config.tenants?.by ?? 'owner';
+    const usage = await this.usage();
     const order = queueOrder(
       pending.map((vm) => ({ name: vm.name, pool: vm.pool, tenant: tenantOf(vm.repository, by) })),
-      await this.usage(),
-      this.limits(),
+      usage,
+      this.limits(usage),
     );
     return new Map(order.map((name, i) => [name, i + 1]));
   }
@@ -67,12 +76,17 @@ export class Admission {
     return t ? vmWeight(memory ?? 1024, t.weight_exponent) : 1;
   }
 
-  private limits(): Limits {
+  private limits(usage: Usage & { creating: number }): Limits {
     const t = this.config.tenants;
+    // Both caps bound VMs starting: the creating one as the room left among those provisioning.
+    const starting = Math.min(
+      this.config.maxProvisioning ?? Infinity,
+      usage.starting + (this.config.maxCreating ?? Infinity) - usage.creating,
+    );
     return {
       total: this.ctx.maxVms,
       perPool: Object.fromEntries(this.ctx.pools.map((p) => [p.name, p.max_vms])),
-      ...(this.config.maxProvisioning ? { starting: this.config.maxProvisioning } : {}),
+      ...(Number.isFinite(starting) ? { starting } : {}),
       ...(t
         ? {
             tenants: {
@@ -84,17 +98,19 @@ export class Admission {
     };
   }
 
-  private async usage(): Promise<Usage> {
+  private async usage(): Promise<Usage & { creating: number }> {
     const by = this.config.tenants?.by ?? 'owner';
     const perPool: Record<string, number> = {};
     const perTenant: Record<string, number> = {};
     let starting = 0;
+    let creating = 0;
     for (const r of await this.ctx.store.activeUse(PROVIDER_STATES)) {
       perPool[r.pool] = (perPool[r.pool] ?? 0) + r.n;
       const tenant = tenantOf(r.repository, by);
       perTenant[tenant] = (perTenant[tenant] ?? 0) + r.n * this.weightOf(r.pool);
       if (STARTING_STATES.includes(r.state)) starting += r.n;
+      if (r.state === 'provisioning') creating += r.n;
     }
-    return { perPool, starting, perTenant };
+    return { perPool, starting, perTenant, creating };
   }
 }

@@ -7,7 +7,7 @@ import type { Lease, VmRecord } from '../store/store.ts';
 import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
 import type { LifecycleEvent } from './lifecycle.ts';
-import { Admission, STARTING_STATES } from './admission.ts';
+import { Admission } from './admission.ts';
 import { destroy, provision } from './steps.ts';
 
 const TICK_GAP_MS = 20;
@@ -42,9 +42,10 @@ export class Worker {
     this.owner = leaseOwner(ctx.instanceId);
     this.admission = new Admission(ctx);
     const offTransition = ctx.notifier.onTransition((vm) => {
-      // A VM queued (pending), or giving back capacity: all of it (ended), or a start slot
-      // (limits.max_provisioning: it left provisioning/booting). Admission costs two queries.
-      if (!STARTING_STATES.includes(vm.state)) this.queueChanged = true;
+      // A VM queued (pending), or giving back capacity: all of it (ended), a start slot
+      // (limits.max_provisioning: it left provisioning/booting), or a creating one (it left
+      // provisioning: admission.ts, maxCreating). Admission costs two queries.
+      if (vm.state !== 'provisioning') this.queueChanged = true;
     });
     const offQueued = ctx.notifier.onQueued(() => (this.queueChanged = true));
     this.unsubscribe = () => {

@@ -35,6 +35,8 @@ export class AppService {
     pools: { name: string; labels: string[]; max_vms?: number; trust?: Record<string, unknown> }[];
     /** `[limits]` instead of `max_vms = 64` (e.g. tenants). */
     limits?: Record<string, unknown>;
+    /** More `[workers]` settings (e.g. concurrency). */
+    workers?: Record<string, unknown>;
     installations: FakeInstallationSpec[];
     /** Without: POST /hooks/github is disabled. */
     webhookSecret?: boolean;
@@ -73,7 +75,7 @@ export class AppService {
         },
         runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },
         store: { path: path.join(dir, 'hatchery.db') },
-        workers: { poll_ms: 20 },
+        workers: { poll_ms: 20, ...opts.workers },
         limits: opts.limits ?? { max_vms: 64 },
         log: { level: 'silent' },
         providers: { sim: { kind: 'memory', guest_emulator: await emulator.start() } },

@@ -124,3 +124,42 @@ describe('limits.max_provisioning: VMs starting at once', () => {
       assert.ok(spans[i]![0] > spans[i - 1]![1], `VM ${i + 1} was admitted before VM ${i} was online`);
   });
 });
+
+describe('VMs provisioning at once: twice the workers, the rest wait pending', () => {
+  let app: AppService;
+  before(async () => {
+    app = await AppService.start({
+      pools: [{ name: 'linux', labels: ['linux'], max_vms: 8 }],
+      installations: [{ id: 77, account: 'octo-org' }],
+      limits: { max_vms: 8 },
+      workers: { concurrency: 1 },
+    });
+  });
+  after(async () => {
+    await app?.stop();
+  });
+
+  it('never has more than 2 × workers.concurrency VMs admitted and not yet created', async () => {
+    for (const id of [21, 22, 23, 24, 25, 26]) {
+      const r = await app.post('workflow_job', queued(id, 'octo-org/app'));
+      assert.equal(r.json.result, 'vm_requested');
+    }
+    const vms = await eventually(async () => {
+      const vms = await app.service.store.listVms();
+      return vms.length === 6 && vms.every((v) => v.state === 'idle') ? vms : undefined;
+    }, 'every VM idle');
+    // From the audit trail (event ids are the store's order of writes): at each admission, how
+    // many VMs were admitted and not yet created, this one included.
+    const spans = await Promise.all(
+      vms.map(async (vm) => {
+        const ev = await app.service.store.listEvents(vm.id);
+        return [
+          ev.find((e) => e.event === 'admitted')!.id,
+          ev.find((e) => e.fromState === 'provisioning' && e.toState === 'booting')!.id,
+        ] as const;
+      }),
+    );
+    const most = Math.max(...spans.map(([at]) => spans.filter(([a, c]) => a <= at && c > at).length));
+    assert.equal(most, 2, `${most} VMs provisioning at once with one worker`);
+  });
+});
