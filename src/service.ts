@@ -15,6 +15,8 @@ import { JobIntake } from './core/jobs.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
+import { HostLines } from './core/host-lines.ts';
+import { WarmPools } from './core/warm-pools.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { GitHubApp } from './github/app.ts';
 import { readAppPrivateKey } from './github/app-key.ts';
@@ -73,6 +75,8 @@ export class HatcheryService {
     readonly worker: Worker,
     readonly reconciler: Reconciler,
     readonly log: Logger,
+    /** Pools' VMs booted ahead (min_idle). */
+    readonly warmPools: WarmPools,
   ) {}
 
   static async start(opts: ServiceOptions): Promise<HatcheryService> {
@@ -160,6 +164,7 @@ export class HatcheryService {
       );
 
     const links = new GuestLinks(ctx);
+    ctx.hostLines = new HostLines(links);
     const intake = new Intake(ctx);
     const jobs = new JobIntake(ctx);
     const worker = new Worker(ctx, {
@@ -203,6 +208,7 @@ export class HatcheryService {
       worker,
       reconciler,
       log,
+      new WarmPools(ctx, config.reconcile.interval_seconds * 1000),
     );
     baseUrl = () => service.url;
 
@@ -230,6 +236,8 @@ export class HatcheryService {
     });
     worker.start();
     reconciler.start();
+    // After recovery: what the last process left is adopted first, then topped up or retired.
+    service.warmPools.start();
     if (opts.http !== false) await service.listen(apiFor);
     // After listening: what it redelivers comes back to this service.
     if (config.github.app?.redeliver_seconds) service.redeliverer?.start();
@@ -308,6 +316,8 @@ export class HatcheryService {
     }
     await this.redeliverer?.stop();
     await this.poller?.stop();
+    // Warm VMs keep running, as every VM does: the next start adopts them (docs/adr).
+    await this.warmPools.stop();
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();
