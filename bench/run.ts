@@ -1,4 +1,4 @@
-// `npm run bench [-- boot|ack|limits|startup|control-plane|images|providers|openstack]`: measures Hatchery against
+// `npm run bench [-- boot|ack|limits|startup|control-plane|warm|images|providers|openstack]`: measures Hatchery against
 // baselines taken in the same run and prints ratios (this machine's speed drifts 2–3× between
 // batches: absolute times alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default
 // 200), BENCH_SLOW (slow connections, default 3000) and BENCH_IDLE_S (startup: idle seconds
@@ -15,9 +15,20 @@ import { benchOpenStack, reportOpenStack } from './openstack.ts';
 import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
+import { benchWarm, reportWarm } from './warm.ts';
 
 const which = process.argv[2] ?? 'all';
-const SCENARIOS = ['boot', 'ack', 'limits', 'startup', 'control-plane', 'images', 'providers', 'openstack'];
+const SCENARIOS = [
+  'boot',
+  'ack',
+  'limits',
+  'startup',
+  'control-plane',
+  'warm',
+  'images',
+  'providers',
+  'openstack',
+];
 if (which !== 'all' && !SCENARIOS.includes(which)) {
   process.stderr.write(`usage: npm run bench [-- ${SCENARIOS.join('|')}]\n`);
   process.exit(2);
@@ -48,6 +59,7 @@ if (run('control-plane')) {
   );
 }
 if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSeconds)));
+if (run('warm')) out.push(reportWarm(await benchWarm(rounds)));
 if (which === 'images') out.push(reportImages(await benchImages(rounds)));
 if (which === 'openstack') out.push(reportOpenStack(await benchOpenStack(rounds)));
 if (which === 'providers')
