@@ -84,11 +84,16 @@ export function reportWarm(r: WarmResult): string {
   const rt = median(r.roundTripMs);
   const online = median(r.onlineMs);
   const pairs = r.onlineMs.map((v, i) => v / r.roundTripMs[i]!);
+  // Hatchery's own share: until the config is in the guest's hands; the rest is the runner starting.
+  const taken = r.steps['job queued → warm VM taken (webhook, intake)'] ?? [];
+  const sent = r.steps['taken → JIT config sent (worker, mint, channel write)'] ?? [];
+  const ownMs = taken.map((v, i) => v + sent[i]!);
   return [
     `warm pool: a queued job → its runner online, on a warm VM (${r.rounds} rounds, medians; real QEMU, tiny guest, virtio-serial)`,
     `  guest channel round trip (sync → replay)   ${fmtMs(rt)}   (all: ${r.roundTripMs.map(fmtMs).join(', ')})`,
     `  job queued → runner online                 ${fmtMs(online)}   (all: ${r.onlineMs.map(fmtMs).join(', ')})`,
     `  ratio online / round trip                  ${fmtRatio(online / rt)}   (median of per-round ratios ${fmtRatio(median(pairs))})`,
+    `  Hatchery's share (queued → JIT config sent) ${fmtMs(median(ownMs))} = ${fmtRatio(median(ownMs) / rt)} the round trip; the rest is the runner starting in the guest`,
     `  where the time goes (medians):`,
     ...Object.entries(r.steps).map(([k, v]) => `    ${k.padEnd(56)} ${fmtMs(median(v))}`),
   ].join('\n');
