@@ -1,4 +1,4 @@
-// `npm run bench [-- boot|ack|limits|startup|control-plane|webhooks|jit-burst|images|providers|openstack]`: measures Hatchery against
+// `npm run bench [-- boot|ack|limits|startup|control-plane|webhooks|jit-burst|warm|images|providers|openstack]`: measures Hatchery against
 // baselines taken in the same run and prints ratios (this machine's speed drifts 2–3× between
 // batches: absolute times alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default
 // 200), BENCH_SLOW (slow connections, default 3000) and BENCH_IDLE_S (startup: idle seconds
@@ -19,6 +19,7 @@ import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
 import { benchJitBurst, benchWebhookIngest, reportJitBurst, reportWebhookIngest } from './webhooks.ts';
+import { benchWarm, reportWarm } from './warm.ts';
 
 const which = process.argv[2] ?? 'all';
 const SCENARIOS = [
@@ -29,6 +30,7 @@ const SCENARIOS = [
   'control-plane',
   'webhooks',
   'jit-burst',
+  'warm',
   'images',
   'providers',
   'openstack',
@@ -78,6 +80,7 @@ if (run('jit-burst')) {
   );
 }
 if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSeconds)));
+if (run('warm')) out.push(reportWarm(await benchWarm(rounds)));
 if (which === 'images') out.push(reportImages(await benchImages(rounds)));
 if (which === 'openstack') out.push(reportOpenStack(await benchOpenStack(rounds)));
 if (which === 'providers')

@@ -281,6 +281,24 @@ function Invoke-ChannelPump {
   }
 }
 
+function Receive-HostLines {
+  # The long-poll: a GET the host holds open until it has a line for us (a warm VM's `jit`) or
+  # $Seconds pass. $false when it failed (the caller pauses before the next one).
+  param([int]$Seconds)
+  $sep = '?'
+  if ($Cfg.HATCHERY_CHANNEL.Contains('?')) { $sep = '&' }
+  try {
+    $r = Invoke-WebRequest -UseBasicParsing -Method Get -Uri ($Cfg.HATCHERY_CHANNEL + $sep + 'wait=' + $Seconds) `
+      -TimeoutSec ($Seconds + 5) -Headers @{ Authorization = "Bearer $($Cfg.HATCHERY_CHANNEL_TOKEN)" }
+  } catch {
+    return $false
+  }
+  $content = $r.Content
+  if ($content -is [byte[]]) { $content = [Text.Encoding]::UTF8.GetString($content) }
+  if ($content) { foreach ($hl in @($content -split "`n" | Where-Object { $_ -ne '' })) { Invoke-HostLine $hl } }
+  return $true
+}
+
 function Add-GuestEvent {
   param([string]$Name, [string]$Detail = '')
   $line = Format-EventLine ($script:Events.Count + 1) $Name $Detail
@@ -431,12 +449,14 @@ function Wait-Jit {
   $limit = 600
   if ($Cfg.HATCHERY_JIT_TIMEOUT -match '^[0-9]+$') { $limit = [int]$Cfg.HATCHERY_JIT_TIMEOUT }
   Write-Log "waiting for the JIT config from the host (up to $limit s)"
+  # The runner is in place: the host may hand this VM to a job now (a warm VM).
+  Add-GuestEvent 'awaiting-jit'
   $until = (Get-Date).AddSeconds($limit)
   while ($script:Jit -eq '') {
     if ((Get-Date) -ge $until) { Stop-WithError "no JIT config within $limit s" }
     Invoke-ChannelPump
+    if ($script:Jit -eq '' -and -not (Receive-HostLines 10)) { Start-Sleep -Milliseconds 200 }
     Test-TeardownAsked
-    Start-Sleep -Milliseconds 200
   }
 }
 

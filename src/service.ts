@@ -17,6 +17,8 @@ import { runOrigins } from './github/run-origin.ts';
 import { Notifier } from './core/notifier.ts';
 import { Reconciler } from './core/reconcile.ts';
 import { Worker } from './core/worker.ts';
+import { HostLines } from './core/host-lines.ts';
+import { WarmPools } from './core/warm-pools.ts';
 import { decryptGitHubToken } from './crypto/openssl.ts';
 import { GitHubApp } from './github/app.ts';
 import { readAppPrivateKey } from './github/app-key.ts';
@@ -76,6 +78,8 @@ export class HatcheryService {
     readonly worker: Worker,
     readonly reconciler: Reconciler,
     readonly log: Logger,
+    /** Pools' VMs booted ahead (min_idle). */
+    readonly warmPools: WarmPools,
   ) {}
 
   static async start(opts: ServiceOptions): Promise<HatcheryService> {
@@ -178,6 +182,7 @@ export class HatcheryService {
       );
 
     const links = new GuestLinks(ctx);
+    ctx.hostLines = new HostLines(links);
     const intake = new Intake(ctx);
     const jobs = new JobIntake(ctx);
     const worker = new Worker(ctx, {
@@ -221,6 +226,7 @@ export class HatcheryService {
       worker,
       reconciler,
       log,
+      new WarmPools(ctx, config.reconcile.interval_seconds * 1000),
     );
     baseUrl = () => service.url;
 
@@ -248,6 +254,8 @@ export class HatcheryService {
     });
     worker.start();
     reconciler.start();
+    // After recovery: what the last process left is adopted first, then topped up or retired.
+    service.warmPools.start();
     if (opts.http !== false) await service.listen(apiFor);
     // After listening: what it redelivers comes back to this service.
     if (config.github.app?.redeliver_seconds) service.redeliverer?.start();
@@ -327,6 +335,8 @@ export class HatcheryService {
     }
     await this.redeliverer?.stop();
     await this.poller?.stop();
+    // Warm VMs keep running, as every VM does: the next start adopts them (docs/adr).
+    await this.warmPools.stop();
     await this.worker.stop();
     await this.reconciler.stop();
     this.links.closeAll();

@@ -65,6 +65,14 @@ export const poolSchema = z
     timeouts,
     // Which repositories, events and forks it serves: src/core/trust.ts.
     trust: trustSchema.optional(),
+    // Warm pools (docs/adr/2026-12-02-warm-pools.md): VMs booted ahead, without a JIT config.
+    min_idle: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe('VMs kept booted ahead, waiting for a job (within max_vms and limits.max_vms)'),
+    warm_max_age: seconds(3600).describe('a warm VM no job took within this many seconds is replaced'),
   })
   // Other keys belong to the pool's provider kind (e.g. QEMU's network, forwards): checked below.
   .catchall(z.unknown());
@@ -245,6 +253,19 @@ export const configSchema = z
         }
         labels.set(l.toLowerCase(), p.name);
       }
+      if (p.min_idle > p.max_vms)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pools', i, 'min_idle'],
+          message: `must not exceed the pool's max_vms (${p.max_vms})`,
+        });
+      if (p.min_idle > 0 && p.bootstrap === 'ssh')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pools', i, 'min_idle'],
+          message:
+            'warm VMs need the bootstrap from the provider (bootstrap = "ssh" starts it with a JIT config)',
+        });
       if (p.os === 'windows') {
         // The SSH bootstrap starts `sh` in the guest; a Windows image runs windows.ps1 at boot.
         if (p.bootstrap === 'ssh')
@@ -323,6 +344,8 @@ function resolveProviders(
       os,
       runner,
       timeouts,
+      min_idle,
+      warm_max_age,
       ...extra
     } = rest;
     const providerName = provider ?? (names.length === 1 ? names[0]! : '');
@@ -367,6 +390,8 @@ function resolveProviders(
       prepare,
       timeouts,
       trust,
+      min_idle,
+      warm_max_age,
       settings,
     };
   });

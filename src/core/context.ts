@@ -12,6 +12,7 @@ import type { Timeouts } from './lifecycle.ts';
 import type { RunOrigin } from './trust.ts';
 import type { CrashPoint } from './crash-points.ts';
 import type { Notifier } from './notifier.ts';
+import type { HostLines } from './host-lines.ts';
 
 export interface CoreContext {
   store: Store;
@@ -45,6 +46,8 @@ export interface CoreContext {
    */
   crashPoint?: (point: CrashPoint) => void;
   notifier: Notifier;
+  /** Host → guest lines (a warm VM's `jit`): set by the composition root once links exist. */
+  hostLines?: HostLines;
 }
 
 export class UnknownLabelError extends Error {
@@ -68,5 +71,6 @@ export function poolForLabel(ctx: Pick<CoreContext, 'pools'>, label: string): Po
 export function timeoutsFor(ctx: Pick<CoreContext, 'pools'>, poolName: string): Timeouts {
   const pool = ctx.pools.find((p) => p.name === poolName);
   // A VM whose pool was removed from the config still needs timeouts to wind down.
-  return pool?.timeouts ?? { queue: 3600, provision: 300, boot: 300, idle: 900, job: 21600, drain: 60 };
+  if (!pool) return { queue: 3600, provision: 300, boot: 300, idle: 900, job: 21600, drain: 60, warm: 3600 };
+  return { ...pool.timeouts, warm: pool.warm_max_age };
 }

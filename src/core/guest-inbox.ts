@@ -32,7 +32,12 @@ export type InboxAnswer =
   | { kind: 'gone'; state: VmState }
   /** The create step still runs: the guest retries (its message is not taken yet). */
   | { kind: 'not_ready'; state: VmState }
-  | { kind: 'taken'; order: GuestOrder; lines: string[] };
+  | { kind: 'taken'; order: GuestOrder; lines: string[] }
+  /** A long-poll's answer: the host's lines for the guest (none when its wait ran out). */
+  | { kind: 'lines'; lines: string[] };
+
+/** The longest a guest's long-poll is held: well under the guests' 15-s request timeout. */
+export const MAX_POLL_WAIT_S = 10;
 
 /** Whether a VM in `state` takes guest messages over HTTP (pure). */
 export function inboxAccepts(state: VmState): 'yes' | 'not_ready' | 'gone' {
@@ -75,8 +80,46 @@ export class GuestInbox {
     return {
       kind: 'taken',
       order,
-      lines: hostLines(after ?? vm, order, { destroyTearsDown: this.tearsDown(vm) }),
+      lines: [
+        ...hostLines(after ?? vm, order, { destroyTearsDown: this.tearsDown(vm) }),
+        ...(this.ctx.hostLines?.take(name) ?? []),
+      ],
     };
+  }
+
+  /**
+   * A guest's long-poll (`GET …?wait=<s>`): its host lines as soon as there are any (a warm VM's
+   * `jit`, a `shutdown`), else an empty answer after `waitS` seconds. Applies nothing.
+   */
+  async poll(token: string | undefined, waitS: number, signal: AbortSignal): Promise<InboxAnswer> {
+    const name = token ? channelTokenVm(token) : null;
+    if (!token || !name) return { kind: 'unauthorized' };
+    let vm = await this.ctx.store.getVm(name);
+    if (!vm || !channelTokenMatches(token, vm.channelTokenHash)) return { kind: 'unauthorized' };
+    const until = Date.now() + Math.min(waitS, MAX_POLL_WAIT_S) * 1000;
+    for (;;) {
+      const accepts = inboxAccepts(vm.state);
+      if (accepts !== 'yes') return { kind: accepts, state: vm.state };
+      // The guest hung up: take nothing (a line taken now would be lost with the answer).
+      if (signal.aborted) return { kind: 'lines', lines: [] };
+      const lines = [
+        ...hostLines(vm, 'next', { destroyTearsDown: this.tearsDown(vm) }),
+        ...(this.ctx.hostLines?.take(name) ?? []),
+      ];
+      const left = until - Date.now();
+      if (lines.length || left <= 0) return { kind: 'lines', lines };
+      // Woken by a line for it or any change of the VM (e.g. destroying: `shutdown`).
+      const woken = new AbortController();
+      const stop = (): void => woken.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      await Promise.race([
+        this.ctx.hostLines?.waitFor(name, left, woken.signal) ?? new Promise(() => undefined),
+        this.ctx.notifier.waitForChange(name, left, woken.signal),
+      ]);
+      woken.abort();
+      signal.removeEventListener('abort', stop);
+      vm = (await this.ctx.store.getVm(name)) ?? vm;
+    }
   }
 
   private tearsDown(vm: VmRecord): boolean {

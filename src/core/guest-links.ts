@@ -72,6 +72,24 @@ export class GuestLinks {
     }
   }
 
+  /**
+   * Sends a host → guest line (e.g. `jit …`) over the VM's link, opening it if needed; resolves
+   * once written. Rejects when the VM has no unix channel or the link cannot be opened.
+   */
+  async send(vm: VmRecord, line: string): Promise<void> {
+    await this.ensure(vm);
+    const link = this.links.get(vm.name);
+    if (!link) throw new Error(`no guest channel to ${vm.name}`);
+    await link.write(line);
+  }
+
+  /** A round trip through the VM's guest (GuestChannel.roundTrip): the channel's own latency. */
+  async roundTrip(name: string): Promise<number> {
+    const link = this.links.get(name);
+    if (!link) throw new Error(`no guest channel to ${name}`);
+    return link.roundTrip();
+  }
+
   private async onMessage(name: string, msg: GuestMessage): Promise<void> {
     await takeGuestMessage(this.ctx, name, msg);
   }

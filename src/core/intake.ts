@@ -7,6 +7,7 @@ import { poolForLabel, PoolRefusedError, timeoutsFor, type CoreContext } from '.
 import { repositoryRefusal } from './trust.ts';
 import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
 import { vmName } from './naming.ts';
+import { insertVmsTakingWarm } from './warm-pools.ts';
 
 export interface CreateRequest {
   source: VmSource;
@@ -111,11 +112,8 @@ export class Intake {
         initialDeadline: deadlineFor(INITIAL_STATE, timeoutsFor(this.ctx, pool.name)),
       });
     }
-    const { results: inserted, duplicate } = await this.ctx.store.insertVms(
-      wanted,
-      this.ctx.clock(),
-      delivery,
-    );
+    // A pool's warm VM, when one is ready, serves a new VM of it instead (warm-pools.ts).
+    const { results: inserted, duplicate } = await insertVmsTakingWarm(this.ctx, wanted, delivery);
     const results = existing.map((e) => e ?? inserted.shift()!);
     const created = results.filter((r) => r.created).map((r) => r.vm.name);
     if (created.length)

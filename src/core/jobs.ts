@@ -20,6 +20,7 @@ import { poolForJob, SELF_HOSTED } from './job-match.ts';
 import { needsOrigin, originRefusal, repositoryRefusal, type RunOrigin } from './trust.ts';
 import { deadlineFor, INITIAL_STATE, isTerminal } from './lifecycle.ts';
 import { vmName } from './naming.ts';
+import { insertVmsTakingWarm } from './warm-pools.ts';
 
 export type JobAction = 'queued' | 'waiting' | 'in_progress' | 'completed';
 
@@ -49,7 +50,7 @@ export interface JobOutcome {
 
 const RANK: Record<JobStatus, number> = { waiting: 0, queued: 1, in_progress: 2, completed: 3 };
 /** States in which a VM's runner has not taken a job yet: such a VM can serve another job. */
-const UNSTARTED = new Set(['pending', 'provisioning', 'booting', 'idle']);
+const UNSTARTED = new Set(['pending', 'provisioning', 'booting', 'configuring', 'idle']);
 
 export class JobIntake {
   private chain: Promise<unknown> = Promise.resolve();
@@ -280,9 +281,12 @@ export class JobIntake {
       credential: null,
       initialDeadline: deadlineFor(INITIAL_STATE, timeoutsFor(this.ctx, pool.name)),
     };
-    await this.ctx.store.insertVms([vm], this.ctx.clock());
+    // A warm VM of the pool, if one is ready, serves the job instead (its name is then the VM's).
+    const { results } = await insertVmsTakingWarm(this.ctx, [vm]);
+    const taken = results[0]!.vm.name;
     job.vmsCreated = generation;
-    out.created.push(name);
-    return name;
+    out.created.push(taken);
+    if (taken !== name) out.note = `took warm VM ${taken}`;
+    return taken;
   }
 }

@@ -7,6 +7,11 @@
 //                                                                         ↘ failed (with reason)
 // `destroy_requested` is accepted in every state (a semaphore, as in Ubicloud): where an action is
 // in flight (provisioning) it is remembered and acted on when that action ends.
+// Warm pools (docs/adr/2026-12-02-warm-pools.md): a VM booted ahead without a JIT config goes
+// booting → warm when its guest says it waits for one (`awaiting_jit`); a job takes it (`taken`)
+// → configuring, whose `configure` action mints the config and sends it over the guest channel
+// (`jit_delivered`) → booting, and from there as any VM. A warm VM past the pool's warm_max_age
+// times out and is destroyed (recycled: no failure); the warm pool then boots a fresh one.
 
 import { INITIAL_STATE, isTerminal, type Action, type StateChange, type VmState } from '../model/states.ts';
 
@@ -20,6 +25,10 @@ export type LifecycleEvent =
   | { type: 'created'; note?: string }
   | { type: 'create_failed'; error: string; retryable: boolean }
   | { type: 'guest_booted' }
+  | { type: 'awaiting_jit' }
+  | { type: 'taken'; by: string }
+  | { type: 'jit_delivered' }
+  | { type: 'configure_failed'; error: string; retryable: boolean }
   | { type: 'runner_registered' }
   | { type: 'job_started'; job?: string }
   | { type: 'job_finished'; result?: string }
@@ -38,6 +47,10 @@ export const EVENT_TYPES: readonly EventType[] = [
   'created',
   'create_failed',
   'guest_booted',
+  'awaiting_jit',
+  'taken',
+  'jit_delivered',
+  'configure_failed',
   'runner_registered',
   'job_started',
   'job_finished',
@@ -59,6 +72,8 @@ export interface LifecycleVm {
   attempts: number;
   /** Consecutive failed destroy attempts. */
   destroyAttempts: number;
+  /** `warm`: booted ahead for its pool, bound to no job yet (only such a VM turns warm). */
+  source?: string;
 }
 
 /** Seconds; from the pool's config. */
@@ -69,6 +84,8 @@ export interface Timeouts {
   idle: number;
   job: number;
   drain: number;
+  /** A warm VM's max age (the pool's warm_max_age): waiting for a job longer, it is recycled. */
+  warm: number;
 }
 
 export const MAX_CREATE_ATTEMPTS = 3;
@@ -90,7 +107,10 @@ export function deadlineFor(state: VmState, t: Timeouts): number | null {
     case 'provisioning':
       return t.provision;
     case 'booting':
+    case 'configuring':
       return t.boot;
+    case 'warm':
+      return t.warm;
     case 'idle':
       return t.idle;
     case 'busy':
@@ -188,12 +208,64 @@ export function next(vm: LifecycleVm, event: LifecycleEvent, t: Timeouts): Outco
       }
       break;
 
+    case 'warm':
+      switch (event.type) {
+        case 'taken':
+          // Its create attempts are spent: `attempts` now counts configure attempts.
+          return go('configuring', 'configure', `taken by ${event.by}`, { attempts: 0 });
+        case 'vm_exited':
+          return destroy('warm VM stopped', 'VM stopped unexpectedly while warm');
+        case 'runner_exited':
+          return destroy(
+            `runner exited (${event.code ?? '?'}) before it had a JIT config`,
+            `runner exited (code ${event.code ?? 'unknown'}) while warm`,
+          );
+      }
+      break;
+
+    case 'configuring':
+      switch (event.type) {
+        case 'jit_delivered':
+          return go('booting', null, 'JIT config sent over the guest channel; waiting for the runner');
+        case 'configure_failed': {
+          const attempts = vm.attempts + 1;
+          if (event.retryable && attempts < MAX_CREATE_ATTEMPTS) {
+            return go('configuring', 'configure', `configure failed (${event.error}); retrying`, {
+              attempts,
+              delayMs: backoffMs(attempts),
+            });
+          }
+          const why = event.retryable ? `after ${attempts} attempts` : 'not retryable';
+          return destroy(`configure failed ${why}: ${event.error}`, `configure failed: ${event.error}`);
+        }
+        // The guest may report before the step records its result: the config evidently arrived.
+        case 'runner_registered':
+          return go('idle', null, 'runner registered');
+        case 'job_started':
+          return go('busy', null, `job started${event.job ? `: ${event.job}` : ''}`);
+        case 'job_finished':
+          return go('draining', null, `job finished${event.result ? `: ${event.result}` : ''}`);
+        case 'runner_exited':
+          return destroy(
+            `runner exited (${event.code ?? '?'}) without running a job`,
+            `runner exited (code ${event.code ?? 'unknown'}) before running a job`,
+          );
+        case 'vm_exited':
+          return destroy('VM stopped while configuring', 'VM stopped unexpectedly while configuring');
+      }
+      break;
+
     case 'booting':
     case 'idle':
     case 'busy':
       switch (event.type) {
         case 'guest_booted':
           return vm.state === 'booting' ? go('booting', null, 'guest booted') : ignore('late boot report');
+        case 'awaiting_jit':
+          // Only a VM booted ahead waits for its config; any other has it in its guest config.
+          return vm.state === 'booting' && vm.source === 'warm'
+            ? go('warm', null, 'warm: the runner waits for a job and its JIT config')
+            : ignore(`awaiting_jit does not apply to this VM in ${vm.state}`);
         case 'runner_registered':
           return vm.state === 'booting'
             ? go('idle', null, 'runner registered')
@@ -270,6 +342,14 @@ function onTimeout(
       return destroy(
         `runner did not register within ${t.boot} s`,
         `boot timeout: the runner did not register within ${t.boot} s`,
+      );
+    case 'warm':
+      // Recycled, not failed: a fresh warm VM replaces it (warm-pools.ts).
+      return destroy(`warm for ${t.warm} s without a job (warm_max_age): recycled`);
+    case 'configuring':
+      return destroy(
+        `its JIT config was not delivered within ${t.boot} s`,
+        `configure timeout: the JIT config was not delivered within ${t.boot} s`,
       );
     case 'idle':
       return destroy(`no job within ${t.idle} s (idle timeout)`);

@@ -3,7 +3,7 @@
 import { GitHubError } from '../github/runners.ts';
 import { ProviderError } from '../providers/provider.ts';
 import type { VmRecord } from '../store/store.ts';
-import type { CoreContext } from './context.ts';
+import { timeoutsFor, type CoreContext } from './context.ts';
 import { GUEST_MESSAGES_PATH } from '../guest/protocol.ts';
 import { runnerFor, runnerGuestConfig } from '../guest/os.ts';
 import { mintChannelToken } from './channel-token.ts';
@@ -81,7 +81,9 @@ export async function provision(
     // the VM exists, so its first message is accepted.
     const http = pool.channel === 'http' || !provider.nativeChannel || pool.os === 'windows';
     const channel = http ? await httpChannel(ctx, vm, pool) : {};
-    const { jit, replaced } = await mintJitConfig(ctx, vm, signal);
+    // A VM booted ahead (warm pool) gets its JIT config later, from the job that takes it (configure).
+    const { jit, replaced } =
+      vm.source === 'warm' ? { jit: null, replaced: undefined } : await mintJitConfig(ctx, vm, signal);
     signal.throwIfAborted();
     const info = await provider.create(
       {
@@ -93,13 +95,14 @@ export async function provision(
         bootstrap: ctx.bootstraps[pool.os],
         guestConfig: {
           ...runnerGuestConfig(runner),
-          HATCHERY_JITCONFIG: jit,
+          ...(jit !== null ? { HATCHERY_JITCONFIG: jit } : warmGuestConfig(ctx, vm)),
           ...channel,
         },
         tags: {
           'hatchery.instance': ctx.instanceId,
           'hatchery.pool': vm.pool,
-          'hatchery.repository': vm.repository,
+          // A warm VM has no repository yet (and keeps none in its tags once taken).
+          ...(vm.repository ? { 'hatchery.repository': vm.repository } : {}),
         },
       },
       signal,
@@ -111,6 +114,40 @@ export async function provision(
     return created(notes);
   } catch (e) {
     return { type: 'create_failed', error: (e as Error).message, retryable: isRetryable(e) };
+  }
+}
+
+/**
+ * A warm VM's guest waits for its JIT config a while longer than the service keeps it warm
+ * (warm_max_age, then the boot timeout for the config to arrive): the service recycles it first,
+ * and a guest whose service is gone for good powers itself off.
+ */
+function warmGuestConfig(ctx: CoreContext, vm: VmRecord): Record<string, string> {
+  const t = timeoutsFor(ctx, vm.pool);
+  return { HATCHERY_JIT_TIMEOUT: String(t.boot + t.warm + t.boot) };
+}
+
+/** How long a configure step waits for a guest on the HTTP channel to take its `jit` line. */
+const DELIVER_MS = 30_000;
+
+/**
+ * A job took a warm VM: mints its one-shot runner config (with the job's labels, now in the
+ * row) and sends it to the waiting guest as a `jit` line over its guest channel.
+ */
+export async function configure(
+  ctx: CoreContext,
+  vm: VmRecord,
+  signal: AbortSignal,
+): Promise<LifecycleEvent> {
+  try {
+    if (!ctx.hostLines) throw new ProviderError('no host → guest channel in this service', false);
+    // After a crash mid-step the name may be registered already: mintJitConfig replaces it.
+    const { jit } = await mintJitConfig(ctx, vm, signal);
+    signal.throwIfAborted();
+    await ctx.hostLines.deliver(vm, `jit ${jit}`, DELIVER_MS, signal);
+    return { type: 'jit_delivered' };
+  } catch (e) {
+    return { type: 'configure_failed', error: (e as Error).message, retryable: isRetryable(e) };
   }
 }
 

@@ -8,7 +8,7 @@ import { applyEvent } from './apply.ts';
 import type { CoreContext } from './context.ts';
 import type { LifecycleEvent } from './lifecycle.ts';
 import { Admission } from './admission.ts';
-import { destroy, provision } from './steps.ts';
+import { configure, destroy, provision } from './steps.ts';
 
 const TICK_GAP_MS = 20;
 
@@ -166,6 +166,8 @@ export class Worker {
     try {
       if (vm.action === 'provision') {
         event = await provision(this.ctx, vm, abort.signal);
+      } else if (vm.action === 'configure') {
+        event = await configure(this.ctx, vm, abort.signal);
       } else if (vm.action === 'destroy') {
         event = await destroy(this.ctx, vm, abort.signal);
       } else {

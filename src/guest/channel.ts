@@ -9,6 +9,8 @@ export interface GuestChannelEvents {
   message: [GuestMessage];
   /** QEMU exited (or the socket vanished): no more messages will come. */
   closed: [reason: string];
+  /** Any event line, replays included (roundTrip waits for one). */
+  line: [];
 }
 
 export class GuestChannel extends EventEmitter<GuestChannelEvents> {
@@ -16,6 +18,8 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
   private buffer = '';
   private lastSeq: number;
   private ended = false;
+  /** The connect in progress or done: a write waits for it. */
+  private connecting: Promise<void> | null = null;
 
   constructor(
     readonly socketPath: string,
@@ -34,6 +38,11 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
    * one would drop a connection the guest has seen — its events written meanwhile would be lost.
    */
   connect(timeoutMs = 30_000): Promise<void> {
+    this.connecting = this.open(timeoutMs);
+    return this.connecting;
+  }
+
+  private open(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(this.socketPath);
       const timer = setTimeout(() => {
@@ -62,6 +71,38 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
     this.sock?.write(`${line}\n`);
   }
 
+  /** Sends one line; resolves once the kernel took it (rejects if the channel is not open). */
+  async write(line: string): Promise<void> {
+    if (/[\r\n]/.test(line)) throw new Error('channel lines cannot contain newlines');
+    if (!this.sock && !this.ended) await this.connecting;
+    const sock = this.sock;
+    if (!sock) return Promise.reject(new Error(`channel ${this.socketPath} is not open`));
+    return new Promise((resolve, reject) => sock.write(`${line}\n`, (e) => (e ? reject(e) : resolve())));
+  }
+
+  /**
+   * One round trip through the guest: `sync` out, the first replayed event back (ms). Its events
+   * are replays, so nothing is applied twice. Needs at least one event sent by the guest.
+   */
+  async roundTrip(timeoutMs = 30_000): Promise<number> {
+    const started = performance.now();
+    const back = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('line', done);
+        reject(new Error(`channel ${this.socketPath}: no reply to sync within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('line', done);
+        resolve();
+      };
+      this.on('line', done);
+    });
+    await this.write('sync');
+    await back;
+    return performance.now() - started;
+  }
+
   close(): void {
     this.ended = true;
     this.sock?.destroy();
@@ -79,6 +120,7 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
       const line = this.buffer.slice(0, i);
       this.buffer = this.buffer.slice(i + 1);
       const msg = parseGuestLine(line);
+      if (msg) this.emit('line');
       if (!msg || msg.seq <= this.lastSeq) continue; // unknown, or a replay of what we have
       if (msg.seq !== this.lastSeq + 1) {
         // A gap: something was lost in flight. Ask for a replay rather than apply out of order.

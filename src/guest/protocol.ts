@@ -24,6 +24,9 @@ export function toLifecycleEvent(msg: GuestMessage): LifecycleEvent | null {
   switch (msg.name) {
     case 'booted':
       return { type: 'guest_booted' };
+    case 'awaiting-jit':
+      // Booted without a JIT config (a warm VM): the runner is ready to start once one comes.
+      return { type: 'awaiting_jit' };
     case 'registered':
       return { type: 'runner_registered' };
     case 'job-started':

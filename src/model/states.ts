@@ -5,11 +5,16 @@
 //
 //   pending → provisioning → booting → idle → busy → draining → destroying → destroyed
 //                                                                         ↘ failed (with reason)
+// A VM booted ahead for a pool (`min_idle`, docs/adr/2026-12-02-warm-pools.md) detours:
+//   booting → warm (its runner waits for a JIT config) → configuring (a job took it: the config
+//   is minted and sent over the guest channel) → booting (until the runner registers) → idle …
 
 export const STATES = [
   'pending',
   'provisioning',
   'booting',
+  'warm',
+  'configuring',
   'idle',
   'busy',
   'draining',
@@ -30,13 +35,22 @@ export const LIVE_STATES: readonly VmState[] = STATES.filter((s) => !TERMINAL_ST
 export const PROVIDER_STATES: readonly VmState[] = [
   'provisioning',
   'booting',
+  'warm',
+  'configuring',
   'idle',
   'busy',
   'draining',
   'destroying',
 ];
 /** The VM runs and its guest channel is (or should be) linked: the reconciler compares these. */
-export const LINKED_STATES: readonly VmState[] = ['booting', 'idle', 'busy', 'draining'];
+export const LINKED_STATES: readonly VmState[] = [
+  'booting',
+  'warm',
+  'configuring',
+  'idle',
+  'busy',
+  'draining',
+];
 /** The runner has registered (and may already be working or done). */
 export const READY_STATES: readonly VmState[] = ['idle', 'busy', 'draining'];
 /** A VM in one of these will never become ready. */
@@ -49,7 +63,9 @@ export const isVmState = (s: string): s is VmState => (STATES as readonly string
 export const TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
   pending: ['provisioning', 'destroyed', 'failed'],
   provisioning: ['booting', 'destroying'],
-  booting: ['idle', 'busy', 'draining', 'destroying'],
+  booting: ['warm', 'idle', 'busy', 'draining', 'destroying'],
+  warm: ['configuring', 'destroying'],
+  configuring: ['booting', 'idle', 'busy', 'draining', 'destroying'],
   idle: ['busy', 'draining', 'destroying'],
   busy: ['draining', 'destroying'],
   draining: ['destroying'],
@@ -58,8 +74,11 @@ export const TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
   failed: [],
 };
 
-/** The side effect a worker carries out for a VM. */
-export type Action = 'provision' | 'destroy';
+/**
+ * The side effect a worker carries out for a VM. `configure`: mint the JIT config of a warm VM
+ * a job took and send it over the guest channel.
+ */
+export type Action = 'provision' | 'configure' | 'destroy';
 
 /** One decided change of a VM, as the store writes it (core/lifecycle.ts decides it). */
 export interface StateChange {

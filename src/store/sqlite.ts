@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import {
   INITIAL_STATE,
   isTerminal,
+  LIVE_STATES,
   sqlList,
   TERMINAL_STATES,
   TRANSITIONS,
@@ -23,6 +24,7 @@ import type {
   Store,
   VmEventRecord,
   VmFilter,
+  Transition,
   TransitionResult,
   VmRecord,
   VmSummary,
@@ -241,21 +243,24 @@ export class SqliteStore implements Store {
     vms: NewVm[],
     now: number,
     delivery?: DeliveryRef,
+    takeWarm?: Decide,
   ): Promise<{ results: { vm: VmRecord; created: boolean }[]; duplicate: boolean }> {
     return this.db
       .transaction(() => {
-        const results = vms.map((vm) => this.insertOne(vm, now));
+        const results = vms.map((vm) => this.insertOne(vm, now, takeWarm));
         const duplicate = delivery ? !this.recordDeliverySync(delivery.source, delivery.id, now) : false;
         return { results, duplicate };
       })
       .immediate();
   }
 
-  private insertOne(vm: NewVm, now: number): { vm: VmRecord; created: boolean } {
+  private insertOne(vm: NewVm, now: number, takeWarm?: Decide): { vm: VmRecord; created: boolean } {
     const live = this.sql(`SELECT * FROM vms WHERE identity = ? AND state NOT IN (${TERMINAL})`).get(
       vm.identity,
     ) as Row | undefined;
     if (live) return { vm: toVm(live), created: false };
+    const taken = takeWarm ? this.takeWarm(vm, now, takeWarm) : null;
+    if (taken) return { vm: taken, created: true };
     const deadlineAt = vm.initialDeadline === null ? null : now + vm.initialDeadline * 1000;
     const info = this.sql(
       `INSERT INTO vms (name, identity, pool, provider, source, repository, run_id, run_attempt, label,
@@ -316,6 +321,57 @@ export class SqliteStore implements Store {
         updatedAt: now,
       },
     };
+  }
+
+  /**
+   * The oldest warm VM of the new VM's pool, rebound to it (identity, source, repository, run,
+   * labels — its own name replacing the new VM's as the unique label — and credential), with the
+   * transition `decide` returns; null when the pool has none (or `decide` declines).
+   */
+  private takeWarm(vm: NewVm, now: number, decide: Decide): VmRecord | null {
+    const row = this.sql(
+      `SELECT * FROM vms WHERE state = 'warm' AND source = 'warm' AND pool = ? ORDER BY id LIMIT 1`,
+    ).get(vm.pool) as Row | undefined;
+    if (!row) return null;
+    const warm = toVm(row);
+    const bound: VmRecord = {
+      ...warm,
+      identity: vm.identity,
+      source: vm.source,
+      repository: vm.repository,
+      runId: vm.runId,
+      runAttempt: vm.runAttempt,
+      label: vm.label,
+      runnerLabels: vm.runnerLabels.map((l) => (l === vm.name ? warm.name : l)),
+      credential: vm.credential,
+    };
+    const t = decide(bound);
+    if (!t) return null;
+    this.sql(
+      `UPDATE vms SET identity = ?, source = ?, repository = ?, run_id = ?, run_attempt = ?, label = ?,
+           runner_labels = ?, credential = ? WHERE id = ?`,
+    ).run(
+      bound.identity,
+      bound.source,
+      bound.repository,
+      bound.runId,
+      bound.runAttempt,
+      bound.label,
+      JSON.stringify(bound.runnerLabels),
+      bound.credential,
+      warm.id,
+    );
+    return this.write(bound, { ...bound, updatedAt: now }, t, now);
+  }
+
+  async warmVms(): Promise<VmRecord[]> {
+    // Through the state index: only live rows are read, however long the history.
+    const live = LIVE_STATES.filter((s) => s !== 'destroying');
+    return (
+      this.sql(
+        `SELECT * FROM vms WHERE state IN (${sqlList(live)}) AND source = 'warm' ORDER BY id`,
+      ).all() as Row[]
+    ).map(toVm);
   }
 
   async findByIdentity(identity: string): Promise<VmRecord | null> {
@@ -389,7 +445,7 @@ export class SqliteStore implements Store {
       `SELECT repository,
            (SELECT credential FROM vms c WHERE c.repository = v.repository AND c.credential IS NOT NULL
               ORDER BY c.id DESC LIMIT 1) AS credential
-         FROM vms v WHERE updated_at >= ? GROUP BY repository ORDER BY repository`,
+         FROM vms v WHERE updated_at >= ? AND repository <> '' GROUP BY repository ORDER BY repository`,
     ).all(since) as { repository: string; credential: string | null }[];
   }
 
@@ -486,58 +542,65 @@ export class SqliteStore implements Store {
         }
         if (guest === 'next') after.guestSeq = guestSeq!;
         const t = decide(vm);
-        if (t) {
-          const d = t.decision;
-          if (d.state !== vm.state && !TRANSITIONS[vm.state].includes(d.state)) {
-            throw new InvalidTransitionError(
-              `${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`,
-            );
-          }
-          Object.assign(after, {
-            state: d.state,
-            destroyRequested: d.destroyRequested,
-            failure: d.failure,
-            attempts: d.attempts,
-            destroyAttempts: d.destroyAttempts,
-            action: d.action,
-            notBefore: now + d.delayMs,
-            deadlineAt:
-              d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000,
-          });
-          this.sql(
-            'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
-          ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
-        } else if (!lease && after.guestSeq === vm.guestSeq) {
+        if (!t && !lease && after.guestSeq === vm.guestSeq) {
           return { vm, applied: false, leaseLost: false, guest }; // nothing to write
         }
-        if (isTerminal(after.state) && after.credential !== null && !this.hasLiveRegistration(vm.id)) {
-          after.credential = null;
-          this.erased = true;
-        }
-        this.sql(
-          `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
+        return { vm: this.write(vm, after, t, now), applied: t !== null, leaseLost: false, guest };
+      })
+      .immediate();
+  }
+
+  /**
+   * Writes `after` (the row with its lease and guest seq already settled) with the transition
+   * `t` applied, re-checked against the transition table, and its audit event. Inside a transaction.
+   */
+  private write(vm: VmRecord, after: VmRecord, t: Transition | null, now: number): VmRecord {
+    if (t) {
+      const d = t.decision;
+      if (d.state !== vm.state && !TRANSITIONS[vm.state].includes(d.state)) {
+        throw new InvalidTransitionError(`${vm.name}: ${vm.state} → ${d.state} is not an allowed transition`);
+      }
+      Object.assign(after, {
+        state: d.state,
+        destroyRequested: d.destroyRequested,
+        failure: d.failure,
+        attempts: d.attempts,
+        destroyAttempts: d.destroyAttempts,
+        action: d.action,
+        notBefore: now + d.delayMs,
+        deadlineAt:
+          d.deadline === 'keep' ? vm.deadlineAt : d.deadline === null ? null : now + d.deadline * 1000,
+      });
+      this.sql(
+        'INSERT INTO vm_events (vm_id, at, event, from_state, to_state, note) VALUES (?, ?, ?, ?, ?, ?)',
+      ).run(vm.id, now, t.event.type, vm.state, d.state, d.note);
+    }
+    if (isTerminal(after.state) && after.credential !== null && !this.hasLiveRegistration(vm.id)) {
+      after.credential = null;
+      this.erased = true;
+    }
+    this.sql(
+      `UPDATE vms SET state = ?, destroy_requested = ?, failure = ?, attempts = ?, destroy_attempts = ?,
                action = ?, not_before = ?, deadline_at = ?, lease_owner = ?, lease_expires_at = ?,
                guest_seq = ?, credential = ?, updated_at = ?
              WHERE id = ?`,
-        ).run(
-          after.state,
-          after.destroyRequested ? 1 : 0,
-          after.failure,
-          after.attempts,
-          after.destroyAttempts,
-          after.action,
-          after.notBefore,
-          after.deadlineAt,
-          after.leaseOwner,
-          after.leaseExpiresAt,
-          after.guestSeq,
-          after.credential,
-          now,
-          vm.id,
-        );
-        return { vm: after, applied: t !== null, leaseLost: false, guest };
-      })
-      .immediate();
+    ).run(
+      after.state,
+      after.destroyRequested ? 1 : 0,
+      after.failure,
+      after.attempts,
+      after.destroyAttempts,
+      after.action,
+      after.notBefore,
+      after.deadlineAt,
+      after.leaseOwner,
+      after.leaseExpiresAt,
+      after.guestSeq,
+      after.credential,
+      now,
+      vm.id,
+    );
+    return after;
   }
 
   private hasLiveRegistration(vmId: number): boolean {

@@ -4,7 +4,8 @@
 // that re-checks the transition table (lifecycle.TRANSITIONS).
 import type { Action, StateChange, VmState } from '../model/states.ts';
 
-export type VmSource = 'control' | 'legacy' | 'api' | 'github';
+/** `warm`: booted ahead for its pool (min_idle), bound to no request yet; a request that takes it rebinds it. */
+export type VmSource = 'control' | 'legacy' | 'api' | 'github' | 'warm';
 
 /** How far a GitHub job got, as its workflow_job webhooks said (only ever moves forward). */
 export type JobStatus = 'waiting' | 'queued' | 'in_progress' | 'completed';
@@ -200,7 +201,16 @@ export interface Store {
     vms: NewVm[],
     now: number,
     delivery?: DeliveryRef,
+    /**
+     * With it, a new VM whose pool has a warm VM (state `warm`, source `warm`) takes the oldest
+     * instead of a new row: that row is rebound to the new VM's identity, source, repository, run,
+     * labels (its own name as the unique label) and credential, with the transition this returns
+     * (warm → configuring), in the same transaction. The result then carries the warm VM's name.
+     */
+    takeWarm?: Decide,
   ): Promise<{ results: { vm: VmRecord; created: boolean }[]; duplicate: boolean }>;
+  /** Live VMs booted ahead and bound to no request (source `warm`, not destroying), oldest first. */
+  warmVms(): Promise<VmRecord[]>;
   /** The newest VM with this identity, live or not. */
   findByIdentity(identity: string): Promise<VmRecord | null>;
   /** How many VMs (any state) have carried this identity: the next generation number. */

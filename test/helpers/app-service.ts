@@ -2,10 +2,10 @@
 // with emulated guests that play the runner against the GitHub stand-in (no hypervisor: these
 // tests are about what webhooks do to the store; the QEMU e2e is test/e2e/autoscale.test.ts).
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { stringify } from 'smol-toml';
+import { parse, stringify } from 'smol-toml';
 import { loadConfig } from '../../src/config/load.ts';
 import { sign } from '../../src/crypto/hmac.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -25,16 +25,19 @@ export class AppService {
     readonly dir: string,
     readonly fake: FakeGitHub,
     readonly emulator: GuestEmulator,
-    readonly service: HatcheryService,
+    public service: HatcheryService,
     /** The App's webhook secret. */
     readonly secret: string,
     readonly apiToken: string,
   ) {}
 
   static async start(opts: {
-    pools: { name: string; labels: string[]; max_vms?: number; trust?: Record<string, unknown> }[];
-    /** `[limits]` instead of `max_vms = 64` (e.g. tenants). */
+    /** Pools; other keys (min_idle, channel, trust …) go to the pool's TOML as they are. */
+    pools: ({ name: string; labels: string[]; max_vms?: number } & Record<string, unknown>)[];
+    /** `[limits]` instead of `max_vms = maxVms ?? 64` (e.g. tenants). */
     limits?: Record<string, unknown>;
+    /** limits.max_vms (default 64) when `limits` is not given. */
+    maxVms?: number;
     /** More `[workers]` settings (e.g. concurrency). */
     workers?: Record<string, unknown>;
     installations: FakeInstallationSpec[];
@@ -76,7 +79,7 @@ export class AppService {
         runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },
         store: { path: path.join(dir, 'hatchery.db') },
         workers: { poll_ms: 20, ...opts.workers },
-        limits: opts.limits ?? { max_vms: 64 },
+        limits: opts.limits ?? { max_vms: opts.maxVms ?? 64 },
         log: { level: 'silent' },
         providers: { sim: { kind: 'memory', guest_emulator: await emulator.start() } },
         pools: opts.pools.map((p) => ({ max_vms: 32, ...p })),
@@ -87,6 +90,22 @@ export class AppService {
       log: silentLogger(),
     });
     return new AppService(dir, fake, emulator, service, self.secret, self.apiToken);
+  }
+
+  /**
+   * Stops the service (its VMs and their emulated guests keep running, as after a crash or an
+   * upgrade), lets `edit` change its config file's contents, and starts it again on the same store.
+   */
+  async restart(edit: (config: Record<string, unknown>) => void = () => undefined): Promise<void> {
+    await this.service.stop();
+    const file = path.join(this.dir, 'hatchery.toml');
+    const config = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    edit(config);
+    writeFileSync(file, stringify(config));
+    this.service = await HatcheryService.start({
+      config: loadConfig({ file, env: {}, dotenv: false }).config,
+      log: silentLogger(),
+    });
   }
 
   /** POSTs a webhook as GitHub does: signed with the App's secret unless `signature` says otherwise. */

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { stringify } from 'smol-toml';
+import { parse as parseToml, stringify } from 'smol-toml';
 import { loadConfig } from '../../src/config/load.ts';
 import { sign } from '../../src/crypto/hmac.ts';
 import { createLogger } from '../../src/log.ts';
@@ -62,6 +62,9 @@ export interface PoolSpec {
   /** `ssh`: bootstrap over SSH (the HTTP channel too; image default `tiny-ssh`). */
   bootstrap?: 'ssh';
   max_vms?: number;
+  /** Warm pool: VMs booted ahead without a JIT config, and their max age (s). */
+  min_idle?: number;
+  warm_max_age?: number;
   timeouts?: Partial<Record<'queue' | 'provision' | 'boot' | 'idle' | 'job' | 'drain', number>>;
   /** A provider of StackOptions.providers; default the QEMU one. */
   provider?: string;
@@ -189,6 +192,8 @@ export class StackFiles {
         ...(p.bootstrap ? { bootstrap: p.bootstrap } : {}),
         memory: p.memory ?? 256,
         max_vms: p.max_vms ?? 4,
+        ...(p.min_idle !== undefined ? { min_idle: p.min_idle } : {}),
+        ...(p.warm_max_age !== undefined ? { warm_max_age: p.warm_max_age } : {}),
         ...(p.providerKeys ? p.providerKeys(forward) : { forwards }),
         ...(http ? { channel: 'http', channel_url: `http://${GUEST_SERVICE.replace(/:80$/, '')}` } : {}),
         timeouts: { boot: 120, idle: 300, job: 600, drain: 60, ...p.timeouts },
@@ -233,6 +238,13 @@ export class StackFiles {
 
   config() {
     return loadConfig({ file: this.configFile, env: {}, dotenv: false }).config;
+  }
+
+  /** Edits the config file (as an operator would before a restart). */
+  editConfig(edit: (config: Record<string, unknown>) => void): void {
+    const config = parseToml(readFileSync(this.configFile, 'utf8')) as Record<string, unknown>;
+    edit(config);
+    writeFileSync(this.configFile, stringify(config));
   }
 
   /** Where the service keeps per-VM SSH keys (the config's default `ssh.state_dir`, beside it). */

@@ -49,7 +49,12 @@ interface Posted {
 }
 
 /** The service's stand-in: serves the runner tarball and (http transport) takes event POSTs. */
-async function startServer(tarball: Tarball, onPost: (p: Posted) => string[] = () => []) {
+async function startServer(
+  tarball: Tarball,
+  onPost: (p: Posted) => string[] = () => [],
+  /** A long-poll (GET /channel?wait=N): its answer lines. */
+  onWait: (w: { auth: string | undefined; wait: string | null }) => string[] = () => [],
+) {
   const posted: Posted[] = [];
   let downloads = 0;
   const server = http.createServer((req, res) => {
@@ -60,6 +65,13 @@ async function startServer(tarball: Tarball, onPost: (p: Posted) => string[] = (
       if (req.method === 'GET' && req.url === '/runner.tar.gz') {
         downloads++;
         res.end(tarball.data);
+      } else if (req.method === 'GET' && req.url?.startsWith('/channel?')) {
+        const wait = new URL(req.url, 'http://x').searchParams.get('wait');
+        res.end(
+          onWait({ auth: req.headers.authorization, wait })
+            .map((l) => `${l}\n`)
+            .join(''),
+        );
       } else if (req.method === 'POST' && req.url === '/channel') {
         const p = { auth: req.headers.authorization, body };
         posted.push(p);
@@ -282,16 +294,21 @@ follow_runner <"$3" 2>"$1/console"
       jitInConfig?: string;
       sha256?: string;
       onPost?: (p: Posted, log: EventLog) => string[];
+      onWait?: (w: { auth: string | undefined; wait: string | null }, log: EventLog) => string[];
       signalAfter?: string;
     }) {
       const dir = mkdtempSync(path.join(root, 'host-'));
       const tarball = makeRunnerTarball(dir);
       const events = new EventLog();
       const started = performance.now();
-      const server = await startServer(tarball, (p) => {
-        events.add(p.body.trim(), performance.now() - started);
-        return opts.onPost?.(p, events) ?? [];
-      });
+      const server = await startServer(
+        tarball,
+        (p) => {
+          events.add(p.body.trim(), performance.now() - started);
+          return opts.onPost?.(p, events) ?? [];
+        },
+        (w) => opts.onWait?.(w, events) ?? [],
+      );
       const token = randomBytes(16).toString('hex');
       const cfg = path.join(dir, 'config');
       writeFileSync(
@@ -398,7 +415,46 @@ follow_runner <"$3" 2>"$1/console"
       });
       assert.equal(r.exit.code, 0, r.output);
       assert.deepEqual(r.events.problems, []);
-      assert.deepEqual(r.events.summary(), ['booted', 'registered', 'stopping', 'runner-exited 130']);
+      assert.deepEqual(r.events.summary(), [
+        'booted',
+        'awaiting-jit',
+        'registered',
+        'stopping',
+        'runner-exited 130',
+      ]);
+      assert.ok(!r.output.includes(secret));
+      assert.deepEqual(r.left, []);
+    });
+
+    it('waiting for its JIT config (a warm VM), long-polls for it with its token', async () => {
+      const secret = jit('wait');
+      const waits: { auth: string | undefined; wait: string | null }[] = [];
+      let handed = false;
+      const r = await hostRun({
+        // Only the long-poll carries the config, once the guest said it waits for one.
+        onWait: (w, log) => {
+          waits.push(w);
+          if (handed || !log.events.some((e) => e.name === 'awaiting-jit')) return [];
+          handed = true;
+          return [`jit ${secret}`];
+        },
+        onPost: (p) => (/ registered$/.test(p.body.trim()) ? ['shutdown'] : []),
+      });
+      assert.equal(r.exit.code, 0, r.output);
+      assert.deepEqual(r.events.problems, []);
+      assert.deepEqual(r.events.summary(), [
+        'booted',
+        'awaiting-jit',
+        'registered',
+        'stopping',
+        'runner-exited 130',
+      ]);
+      assert.ok(handed, 'the config came through the long-poll');
+      assert.ok(waits.length > 0);
+      for (const w of waits) {
+        assert.equal(w.auth, `Bearer ${r.token}`);
+        assert.equal(w.wait, '10');
+      }
       assert.ok(!r.output.includes(secret));
       assert.deepEqual(r.left, []);
     });
@@ -647,10 +703,11 @@ describe('bootstrap/linux.sh in a real VM (tiny image, virtio-serial channel)', 
       let replay: string[] = [];
       while (Date.now() < deadline) {
         replay = vm.received.filter((r) => r.conn === vm.connection).map((r) => r.line);
-        if (replay.length >= 2) break;
+        if (replay.length >= 3) break;
         await sleep(50);
       }
-      assert.deepEqual(replay, ['event 1 booted', 'event 2 registered']);
+      // Without a JIT config in its config, the guest says when it waits for one (a warm VM).
+      assert.deepEqual(replay, ['event 1 booted', 'event 2 awaiting-jit', 'event 3 registered']);
       assert.deepEqual([...new Set(before)], replay);
 
       const stopAt = performance.now() - vm.started;
@@ -664,6 +721,7 @@ describe('bootstrap/linux.sh in a real VM (tiny image, virtio-serial channel)', 
       // 130: the runner handled the SIGINT itself (a SIGKILL after 10 s would be 137).
       assert.deepEqual(vm.events.summary(), [
         'booted',
+        'awaiting-jit',
         'registered',
         'stopping',
         'runner-exited 130',
@@ -711,7 +769,12 @@ describe('bootstrap/linux.sh in a real VM (tiny image, virtio-serial channel)', 
       const exit = await vm.waitExit(VM_TIMEOUT);
       t.diagnostic(`QEMU start → ${vm.timeline()}, QEMU exit @${(exit.ms / 1000).toFixed(2)} s`);
       assert.equal(exit.code, 0);
-      assert.deepEqual(vm.events.summary(), ['booted', 'error no JIT config within 2 s', 'poweroff']);
+      assert.deepEqual(vm.events.summary(), [
+        'booted',
+        'awaiting-jit',
+        'error no JIT config within 2 s',
+        'poweroff',
+      ]);
     } finally {
       await vm.destroy();
     }

@@ -171,6 +171,36 @@ describe('HTTP guest channel', () => {
     assert.deepEqual(await state(vm.name), before);
   });
 
+  it('holds a long-poll (GET ?wait) until a host line is ready; refuses bad tokens and waits; applies nothing', async () => {
+    const vm = await bootingVm();
+    const get = async (token: string | null, query: string, signal?: AbortSignal) => {
+      const res = await fetch(`${service.url}/guest/v1/messages${query}`, {
+        headers: token === null ? {} : { authorization: `Bearer ${token}` },
+        ...(signal ? { signal } : {}),
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    assert.equal((await get(null, '?wait=1')).status, 401);
+    assert.equal((await get(`${vm.name}.${'A'.repeat(43)}`, '?wait=1')).status, 401);
+    assert.equal((await get(vm.token, '?wait=x')).status, 400);
+    assert.equal((await get(vm.token, '?wait=1&wait=2')).status, 400);
+    assert.deepEqual(await get(vm.token, '?wait=0'), { status: 200, text: '' }, 'nothing for it: empty');
+    // A line posted while the poll waits is its answer, and its sender learns it was taken.
+    const row = await state(vm.name);
+    const polled = get(vm.token, '?wait=10');
+    await new Promise((r) => setTimeout(r, 200));
+    await service.ctx.hostLines!.deliver(row, 'jit c2VjcmV0', 5000);
+    assert.deepEqual(await polled, { status: 200, text: 'jit c2VjcmV0\n' });
+    assert.equal(service.ctx.hostLines!.has(vm.name), false);
+    // A line nobody asks for is withdrawn, and the sender told.
+    await assert.rejects(service.ctx.hostLines!.deliver(row, 'jit eA', 100), /did not ask/);
+    assert.deepEqual(await get(vm.token, '?wait=0'), { status: 200, text: '' });
+    // Messages still go by POST, in order, from seq 1.
+    assert.equal((await post(vm.token, 'event 1 booted')).status, 200);
+    const after = await state(vm.name);
+    assert.equal(after.guestSeq, 1, 'the polls applied nothing');
+  });
+
   it('stays healthy under 10,000 garbage messages and applies none', async () => {
     const vm = await bootingVm();
     const before = await state(vm.name);

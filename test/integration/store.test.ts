@@ -10,7 +10,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts';
 import type { Store, Transition, VmRecord } from '../../src/store/store.ts';
 import { newVm } from '../helpers/vms.ts';
 
-const T: Timeouts = { queue: 60, provision: 60, boot: 60, idle: 60, job: 60, drain: 60 };
+const T: Timeouts = { queue: 60, provision: 60, boot: 60, idle: 60, job: 60, drain: 60, warm: 60 };
 
 /** The decide function the core uses: the pure lifecycle, applied to the row. */
 const apply =

@@ -16,7 +16,7 @@ import {
   type VmState,
 } from '../../src/core/lifecycle.ts';
 
-const T: Timeouts = { queue: 3600, provision: 300, boot: 60, idle: 900, job: 7200, drain: 30 };
+const T: Timeouts = { queue: 3600, provision: 300, boot: 60, idle: 900, job: 7200, drain: 30, warm: 1800 };
 
 const vm = (state: VmState, extra: Partial<LifecycleVm> = {}): LifecycleVm => ({
   state,
@@ -34,6 +34,10 @@ const sample: Record<LifecycleEvent['type'], LifecycleEvent> = {
   created: { type: 'created' },
   create_failed: { type: 'create_failed', error: 'qemu exited 1', retryable: true },
   guest_booted: { type: 'guest_booted' },
+  awaiting_jit: { type: 'awaiting_jit' },
+  taken: { type: 'taken', by: 'job 42' },
+  jit_delivered: { type: 'jit_delivered' },
+  configure_failed: { type: 'configure_failed', error: 'GitHub answered 502', retryable: true },
   runner_registered: { type: 'runner_registered' },
   job_started: { type: 'job_started', job: 'build' },
   job_finished: { type: 'job_finished', result: 'Succeeded' },
@@ -67,8 +71,12 @@ describe('every (state, event) pair', () => {
   for (const state of STATES) {
     for (const type of EVENT_TYPES) {
       it(`${state} + ${type} is ignored or an allowed transition`, () => {
-        for (const destroyRequested of [false, true]) {
-          const o = next(vm(state, { destroyRequested }), sample[type], T);
+        for (const [destroyRequested, source] of [
+          [false, 'github'],
+          [true, 'github'],
+          [false, 'warm'],
+        ] as const) {
+          const o = next(vm(state, { destroyRequested, source }), sample[type], T);
           if (o.kind === 'ignored') {
             assert.ok(o.reason.length > 0);
             continue;
@@ -189,6 +197,99 @@ describe('booting', () => {
   });
   it('destroys on request', () => {
     hops(vm('booting'), sample.destroy_requested, 'destroying', 'destroy');
+  });
+});
+
+describe('booting, a VM booted ahead (warm pool)', () => {
+  const ahead = (extra: Partial<LifecycleVm> = {}) => vm('booting', { source: 'warm', ...extra });
+  it('turns warm when its guest waits for a JIT config, with the warm_max_age deadline', () => {
+    assert.equal(hops(ahead(), sample.awaiting_jit, 'warm', null).deadline, T.warm);
+  });
+  it('ignores awaiting_jit from a VM bound to a job (it has its config)', () => {
+    ignores(vm('booting', { source: 'github' }), sample.awaiting_jit);
+    ignores(vm('booting'), sample.awaiting_jit);
+  });
+  it('fails on boot timeout like any VM (booted, runner downloaded: it never said so)', () => {
+    assert.match(hops(ahead(), sample.timeout, 'destroying', 'destroy').failure ?? '', /boot timeout/);
+  });
+});
+
+describe('warm', () => {
+  const warm = (extra: Partial<LifecycleVm> = {}) => vm('warm', { source: 'warm', ...extra });
+  it('goes to configuring with a configure step when a job takes it, its attempts reset', () => {
+    const d = hops(warm({ attempts: 2 }), sample.taken, 'configuring', 'configure');
+    assert.equal(d.attempts, 0);
+    assert.equal(d.deadline, T.boot);
+    assert.match(d.note, /taken by job 42/);
+  });
+  it('is recycled (destroyed, no failure) past warm_max_age', () => {
+    const d = hops(warm(), sample.timeout, 'destroying', 'destroy');
+    assert.equal(d.failure, null);
+    assert.match(d.note, /warm_max_age/);
+  });
+  it('fails when the VM stops (the warm pool replaces it)', () => {
+    assert.match(hops(warm(), sample.vm_exited, 'destroying', 'destroy').failure ?? '', /while warm/);
+  });
+  it('fails on a guest error (e.g. its own JIT timeout)', () => {
+    assert.match(hops(warm(), sample.guest_error, 'destroying', 'destroy').failure ?? '', /guest error/);
+  });
+  it('destroys on request', () => {
+    hops(warm(), sample.destroy_requested, 'destroying', 'destroy');
+  });
+  it('ignores runner events it cannot have (no JIT config yet)', () => {
+    ignores(warm(), sample.runner_registered);
+    ignores(warm(), sample.job_started);
+    ignores(warm(), sample.awaiting_jit);
+  });
+});
+
+describe('configuring', () => {
+  const configuring = (extra: Partial<LifecycleVm> = {}) => vm('configuring', { source: 'github', ...extra });
+  it('goes to booting when the JIT config was sent, with a fresh boot deadline', () => {
+    assert.equal(hops(configuring(), sample.jit_delivered, 'booting', null).deadline, T.boot);
+  });
+  it('retries a retryable configure failure with backoff, keeping the deadline', () => {
+    const d = hops(configuring(), sample.configure_failed, 'configuring', 'configure');
+    assert.equal(d.attempts, 1);
+    assert.equal(d.delayMs, backoffMs(1));
+    assert.equal(d.deadline, 'keep');
+  });
+  it(`destroys and fails after ${MAX_CREATE_ATTEMPTS} configure attempts, or a non-retryable failure`, () => {
+    const d = hops(
+      configuring({ attempts: MAX_CREATE_ATTEMPTS - 1 }),
+      sample.configure_failed,
+      'destroying',
+      'destroy',
+    );
+    assert.match(d.failure ?? '', /configure failed: GitHub answered 502/);
+    hops(
+      configuring(),
+      { type: 'configure_failed', error: 'no credential', retryable: false },
+      'destroying',
+      'destroy',
+    );
+  });
+  it('goes to idle if the runner registers before the step records its result', () => {
+    hops(configuring(), sample.runner_registered, 'idle', null);
+  });
+  it('goes to busy if the job start arrives first', () => {
+    hops(configuring(), sample.job_started, 'busy', null);
+  });
+  it('fails when the runner exits without a job, or the VM stops', () => {
+    assert.match(
+      hops(configuring(), sample.runner_exited, 'destroying', 'destroy').failure ?? '',
+      /before running a job/,
+    );
+    assert.match(hops(configuring(), sample.vm_exited, 'destroying', 'destroy').failure ?? '', /configuring/);
+  });
+  it('destroys and fails when the config is not delivered in time', () => {
+    assert.match(
+      hops(configuring(), sample.timeout, 'destroying', 'destroy').failure ?? '',
+      /configure timeout/,
+    );
+  });
+  it('destroys on request (the step, if running, finds it destroying)', () => {
+    hops(configuring(), sample.destroy_requested, 'destroying', 'destroy');
   });
 });
 

@@ -313,6 +313,7 @@ describe('bootstrap/windows.ps1', () => {
         '', // the defaults table and the key list
         'Invoke-HostLine', // a `jit` line
         'Read-RunnerOutput', // redacts a runner line holding the JIT config
+        'Receive-HostLines', // the Authorization header of the long-poll
         'Send-ChannelLine', // the Authorization header
         'Start-Runner', // run.cmd --jitconfig
         'Wait-Jit', // takes it from the config

@@ -3,7 +3,8 @@
 // guest channel, or over a unix socket as QEMU's virtio-serial port (docs/guest-protocol.md),
 // and plays the stand-in runner (the JIT config's
 // SERVER_URL, runner-protocol.ts): booted → registered → job-started → job-finished →
-// runner-exited → poweroff. Whole lifecycles without a hypervisor, for the control plane's
+// runner-exited → poweroff (booted without a JIT config, as a warm pool's VM: booted →
+// awaiting-jit, then the `jit` line the host sends, then as before). Whole lifecycles without a hypervisor, for the control plane's
 // benchmarks and scale tests. Jobs are queued by the test on the GitHub stand-in as usual.
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -39,7 +40,13 @@ class EmulatedGuest {
   async run(): Promise<void> {
     try {
       await this.report('booted');
-      const jit = decodeJitConfig(this.config.HATCHERY_JITCONFIG ?? '');
+      let encoded = this.config.HATCHERY_JITCONFIG;
+      if (!encoded) {
+        // Booted ahead (a warm pool): say so, then wait for the host's `jit` line.
+        await this.report('awaiting-jit');
+        encoded = await this.channel.jit(this.stop.signal);
+      }
+      const jit = decodeJitConfig(encoded);
       const runner = `${jit.SERVER_URL}/_runner/${jit.RUNNER_ID}`;
       const call = async (path: string, body = ''): Promise<string> => {
         const res = await fetch(`${runner}${path}`, {
@@ -88,11 +95,37 @@ class EmulatedGuest {
 interface GuestTransport {
   /** Delivers the last of `events` (all of them if the service asks for a replay). */
   deliver(events: readonly string[], signal: AbortSignal): Promise<void>;
+  /** The JIT config the host sends in a `jit` line (a guest booted without one waits for it). */
+  jit(signal: AbortSignal): Promise<string>;
   close(): void;
+}
+
+/** A `jit` line's config, once the host sent one. */
+class JitBox {
+  value: string | null = null;
+  private readonly waiters: ((v: string) => void)[] = [];
+
+  /** Takes a host line; true if it was a `jit`. */
+  offer(line: string): boolean {
+    if (!line.startsWith('jit ')) return false;
+    this.value ??= line.slice(4);
+    for (const w of this.waiters.splice(0)) w(this.value);
+    return true;
+  }
+
+  next(signal: AbortSignal): Promise<string> {
+    if (this.value !== null) return Promise.resolve(this.value);
+    return new Promise((resolve, reject) => {
+      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+      this.waiters.push(resolve);
+    });
+  }
 }
 
 /** The HTTP guest channel: one POST per event, retried while the service is not ready (503). */
 class HttpTransport implements GuestTransport {
+  private readonly box = new JitBox();
+
   constructor(
     private readonly url: string,
     private readonly token: string,
@@ -106,7 +139,27 @@ class HttpTransport implements GuestTransport {
       body: line,
       signal,
     });
-    return { status: res.status, lines: (await res.text()).split('\n').filter(Boolean) };
+    const lines = (await res.text()).split('\n').filter(Boolean);
+    for (const l of lines) this.box.offer(l);
+    return { status: res.status, lines };
+  }
+
+  /** Long-polls (GET ?wait=10) until the host hands over the JIT config, as linux.sh does. */
+  async jit(signal: AbortSignal): Promise<string> {
+    while (this.box.value === null) {
+      const res = await fetch(`${this.url}?wait=10`, {
+        headers: { authorization: `Bearer ${this.token}` },
+        signal,
+      });
+      const text = await res.text();
+      if (res.status === 410) throw new Error('the service says this VM has ended');
+      if (res.status !== 200) {
+        await sleep(this.retryMs, undefined, { signal });
+        continue;
+      }
+      for (const l of text.split('\n').filter(Boolean)) this.box.offer(l);
+    }
+    return this.box.value;
   }
 
   async deliver(events: readonly string[], signal: AbortSignal): Promise<void> {
@@ -134,6 +187,7 @@ class UnixTransport implements GuestTransport {
   private readonly server: net.Server;
   private socket: net.Socket | null = null;
   private events: readonly string[] = [];
+  private readonly box = new JitBox();
 
   constructor(readonly path: string) {
     this.server = net.createServer((sock) => {
@@ -152,6 +206,7 @@ class UnixTransport implements GuestTransport {
           const line = buffer.slice(0, i);
           buffer = buffer.slice(i + 1);
           if (line === 'sync') for (const e of this.events) sock.write(`${e}\n`);
+          else this.box.offer(line);
         }
       });
     });
@@ -190,6 +245,10 @@ class UnixTransport implements GuestTransport {
       this.server.on('connection', done);
       signal.addEventListener('abort', fail, { once: true });
     });
+  }
+
+  jit(signal: AbortSignal): Promise<string> {
+    return this.box.next(signal);
   }
 
   /** The VM stops: the service sees its channel close. */
