@@ -6,18 +6,31 @@
 // tiny guest) is not part of the default run: it needs root and, the first time, an image build;
 // nor is `openstack` (a real OpenStack from scripts/openstack.sh: root, ~1.5 min to start), nor
 // `providers` (qemu and vagrant against their raw paths, BENCH_ROUNDS default 3: it starts a
-// private libvirtd and boots Vagrant VMs, 30–60 s each).
+// private libvirtd and boots Vagrant VMs, 30–60 s each), nor `openstack-burst` (BENCH_VMS, default
+// 100, create webhooks at once on one replica with BENCH_WORKERS workers, default the config's 4:
+// Hatchery's CPU per VM against the OpenStack services'; 15–30 min on this machine).
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
 import { benchImages, reportImages } from './images.ts';
 import { benchOpenStack, reportOpenStack } from './openstack.ts';
+import { benchOpenStackBurst, reportOpenStackBurst } from './openstack-burst.ts';
 import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
 
 const which = process.argv[2] ?? 'all';
-const SCENARIOS = ['boot', 'ack', 'limits', 'startup', 'control-plane', 'images', 'providers', 'openstack'];
+const SCENARIOS = [
+  'boot',
+  'ack',
+  'limits',
+  'startup',
+  'control-plane',
+  'images',
+  'providers',
+  'openstack',
+  'openstack-burst',
+];
 if (which !== 'all' && !SCENARIOS.includes(which)) {
   process.stderr.write(`usage: npm run bench [-- ${SCENARIOS.join('|')}]\n`);
   process.exit(2);
@@ -50,6 +63,12 @@ if (run('control-plane')) {
 if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSeconds)));
 if (which === 'images') out.push(reportImages(await benchImages(rounds)));
 if (which === 'openstack') out.push(reportOpenStack(await benchOpenStack(rounds)));
+if (which === 'openstack-burst')
+  out.push(
+    reportOpenStackBurst(
+      await benchOpenStackBurst(Number(process.env.BENCH_VMS ?? 100), Number(process.env.BENCH_WORKERS ?? 4)),
+    ),
+  );
 if (which === 'providers')
   out.push(reportProviders(await benchProviders(Number(process.env.BENCH_ROUNDS ?? 3))));
 process.stdout.write(`${out.join('\n\n')}\n`);
