@@ -23,7 +23,7 @@ import { cloudSection } from '../test/helpers/openstack-stack.ts';
 import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
 import { cpuMs, statFields, TICKS } from './control-plane.ts';
 import { until, withCloud } from './openstack.ts';
-import { fmtMs, fmtRatio, progress } from './stats.ts';
+import { fmtMs, progress } from './stats.ts';
 
 const REPO = 'bench/openstack-burst';
 /** How long the background is measured: Nova's and Neutron's periodic tasks, RPC heartbeats. */
@@ -210,6 +210,9 @@ async function burstOn(cloud: TestCloud, vms: number, workers: number): Promise<
   }
 }
 
+/** Hatchery's CPU as a share of OpenStack's: small, so in percent with one decimal. */
+const share = (hatchery: number, openstack: number) => `${((100 * hatchery) / openstack).toFixed(1)} %`;
+
 const sum = (o: Record<string, number>, keys: string[]) => keys.reduce((a, k) => a + (o[k] ?? 0), 0);
 
 export function reportOpenStackBurst(r: BurstResult): string {
@@ -225,9 +228,9 @@ export function reportOpenStackBurst(r: BurstResult): string {
     const backing = sum(p.cloudCpuMs, ['mariadb', 'rabbitmq', 'epmd']);
     return [
       `  ${what}: wall ${fmtMs(p.wallMs)}`,
-      `    Hatchery ${fmtMs(p.hatcheryCpuMs / n)}/VM, OpenStack ${fmtMs(os / n)}/VM: ratio ${fmtRatio(p.hatcheryCpuMs / os)}` +
+      `    Hatchery ${fmtMs(p.hatcheryCpuMs / n)}/VM, OpenStack ${fmtMs(os / n)}/VM: Hatchery/OpenStack ${share(p.hatcheryCpuMs, os)}` +
         ` (MariaDB + RabbitMQ ${fmtMs(backing / n)}/VM)`,
-      `    idle rates taken off: Hatchery ${fmtMs(hNet / n)}/VM, OpenStack ${fmtMs(osNet / n)}/VM: ratio ${fmtRatio(hNet / osNet)}`,
+      `    idle rates taken off: Hatchery ${fmtMs(hNet / n)}/VM, OpenStack ${fmtMs(osNet / n)}/VM: Hatchery/OpenStack ${share(hNet, osNet)}`,
     ].join('\n');
   };
   const total: BurstPhase = {
