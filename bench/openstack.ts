@@ -30,7 +30,7 @@ export interface OpenStackResult {
   goneMs: number[];
 }
 
-async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+export async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
@@ -87,10 +87,27 @@ async function hatchery(os: OpenStackStack, cloud: TestCloud, round: number) {
   return { created: at('created') - at('requested'), online, gone: performance.now() - t1 };
 }
 
-export async function benchOpenStack(rounds: number): Promise<OpenStackResult> {
+/**
+ * Runs `f` on scripts/openstack.sh's cloud, started for it in a temporary directory and stopped
+ * after it (or HATCHERY_TEST_OPENSTACK=DIR's, left up).
+ */
+export async function withCloud<T>(what: string, f: (cloud: TestCloud) => Promise<T>): Promise<T> {
   const root = mkdtempSync(path.join(tmpdir(), 'hatchery-bench-openstack-'));
-  progress('openstack: starting the cloud (scripts/openstack.sh up)');
+  progress(`${what}: starting the cloud (scripts/openstack.sh up)`);
   const cloud = await TestCloud.start(path.join(root, 'cloud'));
+  try {
+    return await f(cloud);
+  } finally {
+    await cloud.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+export function benchOpenStack(rounds: number): Promise<OpenStackResult> {
+  return withCloud('openstack', (cloud) => roundsOn(cloud, rounds));
+}
+
+async function roundsOn(cloud: TestCloud, rounds: number): Promise<OpenStackResult> {
   const r: OpenStackResult = {
     rounds,
     upSeconds: cloud.upSeconds,
@@ -137,8 +154,6 @@ export async function benchOpenStack(rounds: number): Promise<OpenStackResult> {
     return r;
   } finally {
     await os?.stop();
-    await cloud.stop();
-    rmSync(root, { recursive: true, force: true });
   }
 }
 

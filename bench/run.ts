@@ -1,4 +1,4 @@
-// `npm run bench [-- boot|ack|limits|startup|control-plane|webhooks|jit-burst|warm|images|providers|openstack]`: measures Hatchery against
+// `npm run bench [-- boot|ack|limits|startup|control-plane|webhooks|jit-burst|warm|images|providers|openstack|openstack-burst]`: measures Hatchery against
 // baselines taken in the same run and prints ratios (this machine's speed drifts 2–3× between
 // batches: absolute times alone mislead). BENCH_ROUNDS (default 5), BENCH_CONCURRENCY (default
 // 200), BENCH_SLOW (slow connections, default 3000) and BENCH_IDLE_S (startup: idle seconds
@@ -6,7 +6,9 @@
 // tiny guest) is not part of the default run: it needs root and, the first time, an image build;
 // nor is `openstack` (a real OpenStack from scripts/openstack.sh: root, ~1.5 min to start), nor
 // `providers` (qemu and vagrant against their raw paths, BENCH_ROUNDS default 3: it starts a
-// private libvirtd and boots Vagrant VMs, 30–60 s each). `webhooks`: BENCH_HOOKS signed workflow_job
+// private libvirtd and boots Vagrant VMs, 30–60 s each), nor `openstack-burst` (BENCH_VMS, default
+// 100, create webhooks at once on one replica with BENCH_WORKERS workers, default the config's 4:
+// Hatchery's CPU per VM against the OpenStack services'; 15–30 min on this machine). `webhooks`: BENCH_HOOKS signed workflow_job
 // deliveries (default 2000) vs bare Express. `jit-burst`: BENCH_JIT_JOBS queued jobs (default 200)
 // with the stand-in granting BENCH_JIT_PER_MINUTE JIT configs a minute (default 170; bucket
 // BENCH_JIT_BURST, default 3; refusals BENCH_JIT_STATUS 403 or 429): ~1.5 min at the defaults.
@@ -15,6 +17,7 @@ import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
 import { benchImages, reportImages } from './images.ts';
 import { benchOpenStack, reportOpenStack } from './openstack.ts';
+import { benchOpenStackBurst, reportOpenStackBurst } from './openstack-burst.ts';
 import { benchProviders, reportProviders } from './providers.ts';
 import { benchBodyLimit, benchSlowConnections, reportBodyLimit, reportSlowConnections } from './limits.ts';
 import { benchStartup, reportStartup } from './startup.ts';
@@ -34,6 +37,7 @@ const SCENARIOS = [
   'images',
   'providers',
   'openstack',
+  'openstack-burst',
 ];
 if (which !== 'all' && !SCENARIOS.includes(which)) {
   process.stderr.write(`usage: npm run bench [-- ${SCENARIOS.join('|')}]\n`);
@@ -83,6 +87,12 @@ if (run('startup')) out.push(reportStartup(await benchStartup(rounds, idleSecond
 if (run('warm')) out.push(reportWarm(await benchWarm(rounds)));
 if (which === 'images') out.push(reportImages(await benchImages(rounds)));
 if (which === 'openstack') out.push(reportOpenStack(await benchOpenStack(rounds)));
+if (which === 'openstack-burst')
+  out.push(
+    reportOpenStackBurst(
+      await benchOpenStackBurst(Number(process.env.BENCH_VMS ?? 100), Number(process.env.BENCH_WORKERS ?? 4)),
+    ),
+  );
 if (which === 'providers')
   out.push(reportProviders(await benchProviders(Number(process.env.BENCH_ROUNDS ?? 3))));
 process.stdout.write(`${out.join('\n\n')}\n`);

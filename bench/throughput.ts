@@ -9,12 +9,17 @@ import { fileURLToPath } from 'node:url';
 import { burst, type client } from './ack.ts';
 
 const BARE = fileURLToPath(new URL('./bare-express.ts', import.meta.url));
-const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
+export const TICKS = 100; // clock ticks per second in /proc/<pid>/stat (USER_HZ)
+
+/** /proc/<pid>/stat's fields after the command name: [0] is field 3 (the state). */
+export function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
 
 /** User + system CPU of a process so far, in ms (/proc/<pid>/stat fields 14 and 15). */
 export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(pid);
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
 }
 

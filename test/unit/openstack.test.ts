@@ -10,6 +10,7 @@ import { loadConfig, maskSecrets } from '../../src/config/load.ts';
 import { credentials, type OpenStackSettings } from '../../src/providers/openstack/kind.ts';
 import { ownerTag } from '../../src/providers/openstack/provider.ts';
 import { renderUserData } from '../../src/providers/openstack/user-data.ts';
+import { guestConfigOf } from '../helpers/openstack-emulated-hypervisor.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-openstack-unit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -128,6 +129,24 @@ describe('user_data', () => {
     assert.equal(readFileSync(path.join(boot, 'bootstrap.sh'), 'utf8'), bootstrap);
     assert.equal(statSync(path.join(boot, 'config')).mode & 0o777, 0o600);
     assert.equal(statSync(boot).mode & 0o777, 0o700);
+  });
+
+  it("gives the burst bench's emulated hypervisor the guest config back, whatever the bootstrap holds", () => {
+    const config = {
+      HATCHERY_VM: 'vm-1',
+      HATCHERY_CHANNEL: 'http://127.0.0.1:8080/guest/v1/messages',
+      HATCHERY_JITCONFIG: 'eyJhIjoxfQ==',
+      HATCHERY_NET: '',
+    };
+    // A bootstrap with lines that look like the config's here-document and its content.
+    const bootstrap = [
+      '#!/bin/sh',
+      `cat >"$d/config" <<'HATCHERY_EOF_00'`,
+      'HATCHERY_VM=evil',
+      'HATCHERY_EOF_00',
+    ];
+    assert.deepEqual(guestConfigOf(renderUserData(bootstrap.join('\n'), config)), config);
+    assert.throws(() => guestConfigOf('#!/bin/sh\necho hi\n'), /no here-document of bootstrap.sh/);
   });
 
   it('refuses config values that would break the format', () => {

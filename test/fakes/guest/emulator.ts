@@ -287,10 +287,7 @@ export class GuestEmulator {
             (e: Error) => res.writeHead(500).end(e.message),
           );
         } else if (req.method === 'DELETE' && m) {
-          const guest = this.guests.get(m[1]!);
-          guest?.destroy();
-          this.guests.delete(m[1]!);
-          res.writeHead(guest ? 204 : 404).end();
+          res.writeHead(this.remove(m[1]!) ? 204 : 404).end();
         } else {
           res.writeHead(404).end();
         }
@@ -300,11 +297,12 @@ export class GuestEmulator {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  /** Starts a guest: on the HTTP channel if its config names one, else on a unix socket (virtio). */
-  private async add(
-    name: string,
-    config: Record<string, string>,
-  ): Promise<{ kind: 'unix'; path: string } | null> {
+  /**
+   * Starts a guest: on the HTTP channel if its config names one, else on a unix socket (virtio).
+   * The memory provider hands guests over through start()'s URL; a host in this process (the
+   * OpenStack burst bench's hypervisor) calls this directly.
+   */
+  async add(name: string, config: Record<string, string>): Promise<{ kind: 'unix'; path: string } | null> {
     let transport: GuestTransport;
     let channel: { kind: 'unix'; path: string } | null = null;
     if (config.HATCHERY_CHANNEL?.startsWith('http')) {
@@ -325,6 +323,14 @@ export class GuestEmulator {
     const run = guest.run().finally(() => this.runs.delete(run));
     this.runs.add(run);
     return channel;
+  }
+
+  /** The VM is gone: its guest stops (false: no such guest). */
+  remove(name: string): boolean {
+    const guest = this.guests.get(name);
+    guest?.destroy();
+    this.guests.delete(name);
+    return guest !== undefined;
   }
 
   /** Guests handed over and not destroyed yet. */
