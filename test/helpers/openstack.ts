@@ -72,14 +72,7 @@ export class TestCloud {
    */
   static async start(dir: string): Promise<TestCloud> {
     const existing = process.env.HATCHERY_TEST_OPENSTACK;
-    if (existing) {
-      const cloud = new TestCloud(
-        existing,
-        JSON.parse(readFileSync(path.join(existing, 'cloud.json'), 'utf8')) as CloudFile,
-      );
-      cloud.shared = true;
-      return cloud;
-    }
+    if (existing) return TestCloud.open(existing, { shared: true });
     const t0 = Date.now();
     try {
       await run(OPENSTACK_SCRIPT, ['up', dir], { maxBuffer: 1 << 24 });
@@ -88,11 +81,18 @@ export class TestCloud {
       await run(OPENSTACK_SCRIPT, ['down', dir]).catch(() => undefined);
       throw new Error(`scripts/openstack.sh up failed: ${(e as { stderr?: string }).stderr ?? String(e)}`);
     }
+    const cloud = TestCloud.open(dir, { shared: false });
+    cloud.upSeconds = (Date.now() - t0) / 1000;
+    return cloud;
+  }
+
+  /** The cloud up in `dir`; `shared`: another owner stops it (stop() then leaves it up). */
+  static open(dir: string, opts: { shared: boolean }): TestCloud {
     const cloud = new TestCloud(
       dir,
       JSON.parse(readFileSync(path.join(dir, 'cloud.json'), 'utf8')) as CloudFile,
     );
-    cloud.upSeconds = (Date.now() - t0) / 1000;
+    cloud.shared = opts.shared;
     return cloud;
   }
 
@@ -257,7 +257,7 @@ export class TestCloud {
     );
   }
 
-  /** A flavor no host can take (the fake driver has 8 GiB): servers of it go to ERROR. */
+  /** A flavor no host can take (the fake host offers 800,000 MB at a ratio of 1.5): servers of it go to ERROR. */
   async hugeFlavor(): Promise<string> {
     const nova = new ServiceClient(this.adminKeystone, 'compute');
     const existing = await this.admin.flavorId('hatchery.huge');
@@ -313,7 +313,11 @@ export function testCloudHooks(prefix: string, set: (cloud: TestCloud) => void):
     } finally {
       const left = await cloud.stop();
       rmSync(root, { recursive: true, force: true });
-      console.log(`# openstack: up in ${cloud.upSeconds.toFixed(1)} s`);
+      console.log(
+        cloud.upSeconds > 0
+          ? `# openstack: up in ${cloud.upSeconds.toFixed(1)} s`
+          : `# openstack: the run's cloud (HATCHERY_TEST_OPENSTACK=${cloud.dir})`,
+      );
       assert.deepEqual(servers, [], 'servers left in Nova');
       assert.deepEqual(left, [], 'left by scripts/openstack.sh down');
     }
