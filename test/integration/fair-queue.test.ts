@@ -32,6 +32,35 @@ interface JobRow {
   queue_position?: number;
 }
 
+type Event = Awaited<ReturnType<AppService['service']['store']['listEvents']>>[number];
+
+/**
+ * Queues one job per id for octo-org/app, waits until every VM is idle, and returns each VM's
+ * span in the audit trail: from its admission to the first event `end` picks, as event ids (the
+ * store's order of writes: compared, not clocks), oldest admission first.
+ */
+async function admissionSpans(
+  app: AppService,
+  ids: number[],
+  end: (e: Event) => boolean,
+): Promise<(readonly [number, number])[]> {
+  for (const id of ids) {
+    const r = await app.post('workflow_job', queued(id, 'octo-org/app'));
+    assert.equal(r.json.result, 'vm_requested');
+  }
+  const vms = await eventually(async () => {
+    const vms = await app.service.store.listVms();
+    return vms.length === ids.length && vms.every((v) => v.state === 'idle') ? vms : undefined;
+  }, 'every VM idle');
+  const spans = await Promise.all(
+    vms.map(async (vm) => {
+      const ev = await app.service.store.listEvents(vm.id);
+      return [ev.find((e) => e.event === 'admitted')!.id, ev.find(end)!.id] as const;
+    }),
+  );
+  return spans.sort((a, b) => a[0] - b[0]);
+}
+
 describe('fair admission: queue positions across tenants', () => {
   let app: AppService;
   before(async () => {
@@ -100,26 +129,8 @@ describe('limits.max_provisioning: VMs starting at once', () => {
   });
 
   it('starts one VM at a time, the next as soon as the previous runner is online', async () => {
-    for (const id of [11, 12, 13, 14]) {
-      const r = await app.post('workflow_job', queued(id, 'octo-org/app'));
-      assert.equal(r.json.result, 'vm_requested');
-    }
-    const vms = await eventually(async () => {
-      const vms = await app.service.store.listVms();
-      return vms.length === 4 && vms.every((v) => v.state === 'idle') ? vms : undefined;
-    }, 'every VM idle');
-    // From the audit trail: admitted → idle (provisioning and booting) never overlap.
-    const spans = await Promise.all(
-      vms.map(async (vm) => {
-        const ev = await app.service.store.listEvents(vm.id);
-        return [
-          ev.find((e) => e.event === 'admitted')!.id,
-          ev.find((e) => e.toState === 'idle')!.id,
-        ] as const;
-      }),
-    );
-    // Event ids are the store's order of writes: compare them, not clocks.
-    spans.sort((a, b) => a[0] - b[0]);
+    // Admitted → idle (provisioning and booting) never overlap.
+    const spans = await admissionSpans(app, [11, 12, 13, 14], (e) => e.toState === 'idle');
     for (let i = 1; i < spans.length; i++)
       assert.ok(spans[i]![0] > spans[i - 1]![1], `VM ${i + 1} was admitted before VM ${i} was online`);
   });
@@ -140,24 +151,11 @@ describe('VMs provisioning at once: twice the workers, the rest wait pending', (
   });
 
   it('never has more than 2 × workers.concurrency VMs admitted and not yet created', async () => {
-    for (const id of [21, 22, 23, 24, 25, 26]) {
-      const r = await app.post('workflow_job', queued(id, 'octo-org/app'));
-      assert.equal(r.json.result, 'vm_requested');
-    }
-    const vms = await eventually(async () => {
-      const vms = await app.service.store.listVms();
-      return vms.length === 6 && vms.every((v) => v.state === 'idle') ? vms : undefined;
-    }, 'every VM idle');
-    // From the audit trail (event ids are the store's order of writes): at each admission, how
-    // many VMs were admitted and not yet created, this one included.
-    const spans = await Promise.all(
-      vms.map(async (vm) => {
-        const ev = await app.service.store.listEvents(vm.id);
-        return [
-          ev.find((e) => e.event === 'admitted')!.id,
-          ev.find((e) => e.fromState === 'provisioning' && e.toState === 'booting')!.id,
-        ] as const;
-      }),
+    // At each admission, how many VMs were admitted and not yet created, this one included.
+    const spans = await admissionSpans(
+      app,
+      [21, 22, 23, 24, 25, 26],
+      (e) => e.fromState === 'provisioning' && e.toState === 'booting',
     );
     const most = Math.max(...spans.map(([at]) => spans.filter(([a, c]) => a <= at && c > at).length));
     assert.equal(most, 2, `${most} VMs provisioning at once with one worker`);
