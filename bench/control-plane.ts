@@ -17,10 +17,10 @@ import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
 import type { MemoryProvider } from '../src/providers/memory/provider.ts';
 import { HatcheryService } from '../src/service.ts';
-import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
+import { StackFiles } from '../test/helpers/stack.ts';
 import { GuestEmulator } from '../test/fakes/guest/emulator.ts';
 import { burst, client } from './ack.ts';
-import { cpuMs, rssMiB, startBare, throughput } from './throughput.ts';
+import { cpuMs, measuredService, rssMiB, startBare, throughput } from './throughput.ts';
 import { fmtMs, fmtRatio, percentile, progress } from './stats.ts';
 
 export interface ControlPlaneResult {
@@ -94,12 +94,7 @@ export async function benchControlPlane(opts: {
     logLevel: 'info',
     workers: { poll_ms: 250 },
   });
-  // BENCH_PROFILE=<dir>: the service writes a CPU profile there (node --cpu-prof) when it stops.
-  const profile = process.env.BENCH_PROFILE;
-  const svc = new ServiceProcess(
-    files,
-    profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : [],
-  );
+  const svc = measuredService(files);
   const bare = await startBare();
   const http = { svc: null as ReturnType<typeof client> | null, bare: client(bare.url, 50) };
   try {

@@ -5,7 +5,9 @@
 // webhooks.ts (signed GitHub webhooks).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ServiceProcess, type StackFiles } from '../test/helpers/stack.ts';
 import { burst, type client } from './ack.ts';
 
 const BARE = fileURLToPath(new URL('./bare-express.ts', import.meta.url));
@@ -21,6 +23,12 @@ export function statFields(pid: number): string[] {
 export function cpuMs(pid: number): number {
   const fields = statFields(pid);
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
+}
+
+/** The measured service; BENCH_PROFILE=<dir>: it writes a CPU profile there (node --cpu-prof) when it stops. */
+export function measuredService(files: StackFiles): ServiceProcess {
+  const profile = process.env.BENCH_PROFILE;
+  return new ServiceProcess(files, profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : []);
 }
 
 export function rssMiB(pid: number): number {

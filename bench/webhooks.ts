@@ -10,7 +10,6 @@
 //    the limit, the time to serve them all against the ideal N/limit, and the refusals Hatchery got.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sign } from '../src/crypto/hmac.ts';
 import { isTerminal, STATES } from '../src/core/lifecycle.ts';
@@ -19,7 +18,7 @@ import type { FakeJob, SecondaryRateLimitOptions } from '../test/fakes/github/se
 import { GuestEmulator } from '../test/fakes/guest/emulator.ts';
 import { client } from './ack.ts';
 import { fmtMs, fmtRatio, progress } from './stats.ts';
-import { startBare, throughput, type Throughput } from './throughput.ts';
+import { measuredService, startBare, throughput, type Throughput } from './throughput.ts';
 import { ServiceProcess, StackFiles } from '../test/helpers/stack.ts';
 
 const CONCURRENCY = 50;
@@ -91,12 +90,7 @@ export async function benchWebhookIngest(deliveries: number): Promise<IngestResu
     logLevel: 'info',
     workers: { poll_ms: 250 },
   });
-  // BENCH_PROFILE=<dir>: the service writes a CPU profile there (node --cpu-prof) when it stops.
-  const profile = process.env.BENCH_PROFILE;
-  const svc = new ServiceProcess(
-    files,
-    profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : [],
-  );
+  const svc = measuredService(files);
   const bare = await startBare();
   const http = { svc: null as ReturnType<typeof client> | null, bare: client(bare.url, CONCURRENCY) };
   try {
