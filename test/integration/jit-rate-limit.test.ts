@@ -3,17 +3,8 @@
 // GitHub's description), and Hatchery waits as told and mints again: the VMs are served, none
 // fails or spends a create attempt on it, and nothing is left behind.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
-import { stringify } from 'smol-toml';
-import { loadConfig } from '../../src/config/load.ts';
-import { sign } from '../../src/crypto/hmac.ts';
 import { createRunnersApi } from '../../src/github/runners.ts';
-import { silentLogger } from '../../src/log.ts';
-import { HatcheryService } from '../../src/service.ts';
 import { SECONDARY_RATE_LIMIT_DOCS } from '../fakes/github/rate-limit.ts';
 import {
   API_VERSION,
@@ -21,7 +12,7 @@ import {
   FakeGitHub,
   type SecondaryRateLimitOptions,
 } from '../fakes/github/server.ts';
-import { GuestEmulator } from '../fakes/guest/emulator.ts';
+import { EmulatedService, FULL_LIFECYCLE } from '../helpers/emulated-service.ts';
 
 const REPO = 'octo/limited';
 
@@ -119,89 +110,34 @@ describe('the runners API waits out a secondary rate limit', () => {
 describe('Hatchery under a secondary rate limit (memory provider, emulated guests)', () => {
   it('every VM is served: a refused mint waits and is retried, no VM fails, nothing leaks', async () => {
     const N = 4;
-    const dir = mkdtempSync(path.join(tmpdir(), 'hatchery-ratelimit-'));
-    const secret = randomBytes(16).toString('hex');
     const fake = await FakeGitHub.start({ jitRateLimit: { perMinute: 60, status: 403 } });
-    const emulator = new GuestEmulator();
-    let service: HatcheryService | undefined;
+    const emu = await EmulatedService.start({
+      fake,
+      token: DEFAULT_TOKEN,
+      maxVms: N,
+      workers: { concurrency: N },
+    }).catch(async (e: Error) => {
+      await fake.close();
+      throw e;
+    });
     try {
-      const file = path.join(dir, 'hatchery.toml');
-      writeFileSync(
-        file,
-        stringify({
-          instance_id: `rl-${randomBytes(3).toString('hex')}`,
-          server: { port: 0 },
-          control: { secret },
-          github: { api_url: fake.url, token: DEFAULT_TOKEN },
-          runner: { url: `${fake.url}/runner.tgz`, sha256: '0'.repeat(64) },
-          store: { path: path.join(dir, 'hatchery.db') },
-          workers: { poll_ms: 20, concurrency: N },
-          log: { level: 'silent' },
-          providers: { sim: { kind: 'memory', guest_emulator: await emulator.start() } },
-          pools: [{ name: 'sim', labels: ['sim'], max_vms: N }],
-        }),
-      );
-      service = await HatcheryService.start({
-        config: loadConfig({ file, env: {}, dotenv: false }).config,
-        log: silentLogger(),
-      });
-      const url = service.url;
-      const names = await Promise.all(
-        Array.from({ length: N }, async (_, i) => {
-          const body = JSON.stringify({
-            action: 'create',
-            repository: REPO,
-            run_id: i + 1,
-            run_attempt: 1,
-            labels: ['sim'],
-          });
-          const res = await fetch(`${url}/hooks/control`, {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              'x-hatchery-signature-256': sign('sha256', secret, body),
-            },
-            body,
-          });
-          assert.equal(res.status, 202);
-          return ((await res.json()) as { vms: { name: string }[] }).vms[0]!.name;
-        }),
-      );
+      const names = await emu.createVms(REPO, N);
       const jobs = names.map((name) => fake.queueJob({ repository: REPO, labels: ['self-hosted', name] }));
       for (const job of jobs)
         assert.equal((await fake.waitForJob(job.id, { timeoutMs: 60_000 })).conclusion, 'success');
       assert.ok(fake.jitRateLimit!.refused >= 1, 'the limit refused some mints');
       assert.equal(fake.jitRateLimit!.granted.length, N, 'one JIT config per VM');
-      const store = service.store;
       for (const name of names) {
-        for (let i = 0; (await store.getVm(name))!.state !== 'destroyed'; i++) {
-          assert.ok(i < 600, `${name} is ${(await store.getVm(name))!.state}`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        const vm = (await store.getVm(name))!;
+        const vm = await emu.destroyed(name);
         assert.equal(vm.attempts, 0, `${name} spent a create attempt`);
-        const events = (await store.listEvents(vm.id)).map((e) => e.event);
-        assert.deepEqual(events, [
-          'requested',
-          'admitted',
-          'created',
-          'guest_booted',
-          'runner_registered',
-          'job_started',
-          'job_finished',
-          'vm_exited',
-          'destroy_done',
-        ]);
+        const events = (await emu.service.store.listEvents(vm.id)).map((e) => e.event);
+        assert.deepEqual(events, FULL_LIFECYCLE);
       }
-      assert.deepEqual(emulator.live(), []);
-      assert.deepEqual(await service.providers.named('sim')!.list(), []);
-      assert.deepEqual(await store.listRegistrations({ live: true }), []);
+      await emu.assertNothingLeft();
       assert.deepEqual(fake.runners(REPO), []);
     } finally {
-      await service?.stop();
-      await emulator.close();
+      await emu.stop();
       await fake.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
