@@ -2,6 +2,7 @@
 // Providers hold no state of their own beyond what they can rediscover with list(): no store,
 // no GitHub. Everything a VM needs (bootstrap script, guest config with its one-shot JIT
 // runner config) is handed to create() as data.
+import { isVmName } from '../core/naming.ts';
 
 /**
  * Where the service reaches a VM's guest channel (docs/guest-protocol.md): a unix socket the
@@ -82,6 +83,14 @@ export interface Provider {
   console?(name: string): Promise<string | null>;
   /** Releases resources held by the provider object itself (never destroys VMs). */
   close?(): Promise<void>;
+}
+
+/**
+ * A provider's guard on every name it is handed: names reach file paths, domain and server
+ * names and command lines, so anything but a VM name (core/naming.ts) is refused, not retried.
+ */
+export function checkVmName(name: string): void {
+  if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
 }
 
 export class ProviderError extends Error {

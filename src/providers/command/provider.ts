@@ -2,9 +2,8 @@
 // request on stdin and one JSON answer on stdout (garm's external provider protocol, spelt out in
 // docs/providers/command.md). This class turns answers into VmInfo and failures into
 // ProviderErrors; the executable owns the VMs and all of their state.
-import { isVmName } from '../../core/naming.ts';
 import type { Logger } from '../../log.ts';
-import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import { checkVmName, ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
 import {
   ANSWERS,
   createSpec,
@@ -69,7 +68,7 @@ export class CommandProvider implements Provider {
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
-    this.checkName(spec.name);
+    checkVmName(spec.name);
     const secrets = Object.entries(spec.guestConfig)
       .filter(([k, v]) => SECRET_KEY.test(k) && v.length > 0)
       .map(([, v]) => v);
@@ -95,7 +94,7 @@ export class CommandProvider implements Provider {
   }
 
   async destroy(name: string, signal?: AbortSignal): Promise<void> {
-    this.checkName(name);
+    checkVmName(name);
     await this.call('destroy', { name, signal });
   }
 
@@ -116,13 +115,13 @@ export class CommandProvider implements Provider {
   }
 
   async get(name: string): Promise<VmInfo | null> {
-    this.checkName(name);
+    checkVmName(name);
     const { vm } = await this.call('get', { name });
     return vm ? this.ours('get', name, vm) : null;
   }
 
   async console(name: string): Promise<string | null> {
-    this.checkName(name);
+    checkVmName(name);
     const answer = await this.call('console', { name });
     return 'console' in answer ? answer.console : null;
   }
@@ -130,10 +129,6 @@ export class CommandProvider implements Provider {
   async prepare(image: string, onProgress?: (message: string) => void): Promise<void> {
     const answer = await this.call('prepare', { image, onStderrLine: onProgress });
     if ('unsupported' in answer) onProgress?.('the command does not prepare images (prepare: unsupported)');
-  }
-
-  private checkName(name: string): void {
-    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
   }
 
   /**

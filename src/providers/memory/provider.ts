@@ -3,8 +3,7 @@
 // smallest complete example of the provider contract. The backend may be shared by several
 // instances, like a hypervisor shared by installations: ownership is the instance tag.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isVmName } from '../../core/naming.ts';
-import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import { checkVmName, ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
 
 export interface MemoryVm {
   info: VmInfo;
@@ -43,17 +42,13 @@ export class MemoryProvider implements Provider {
     if (opts.nativeChannel) this.nativeChannel = opts.nativeChannel;
   }
 
-  private checkName(name: string): void {
-    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
-  }
-
   private ours(name: string): MemoryVm | null {
     const vm = this.backend.get(name);
     return vm && vm.instanceId === this.opts.instanceId ? vm : null;
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
-    this.checkName(spec.name);
+    checkVmName(spec.name);
     const existing = this.ours(spec.name);
     if (existing) return existing.info;
     if (this.backend.has(spec.name))
@@ -88,7 +83,7 @@ export class MemoryProvider implements Provider {
   }
 
   async destroy(name: string): Promise<void> {
-    this.checkName(name);
+    checkVmName(name);
     const vm = this.backend.get(name);
     if (!vm) return;
     if (vm.instanceId !== this.opts.instanceId)
@@ -105,7 +100,7 @@ export class MemoryProvider implements Provider {
   }
 
   async get(name: string): Promise<VmInfo | null> {
-    this.checkName(name);
+    checkVmName(name);
     return this.ours(name)?.info ?? null;
   }
 }

@@ -5,8 +5,8 @@
 // only state: a restarted service finds its servers by tag.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isVmName } from '../../core/naming.ts';
-import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import { PerNameQueue } from '../per-name-queue.ts';
+import { checkVmName, ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
 import { Compute, isQuotaError, type Server } from './compute.ts';
 import { OpenStackError } from './errors.ts';
 import { OpenStackHttp, type HttpOptions } from './http.ts';
@@ -78,28 +78,14 @@ export class OpenStackProvider implements Provider {
   readonly compute: Compute;
   private readonly lookup: Lookup;
   private readonly tag: string;
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** One create or destroy per name at a time (a create racing a destroy would orphan the VM). */
+  private readonly serial = new PerNameQueue();
 
   constructor(private readonly opts: OpenStackProviderOptions) {
     const keystone = new Keystone(new OpenStackHttp(opts.http), opts.keystone);
     this.compute = new Compute(keystone);
     this.lookup = new Lookup(keystone);
     this.tag = ownerTag(opts.instanceId);
-  }
-
-  private checkName(name: string): void {
-    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
-  }
-
-  /** One create or destroy per name at a time (a create racing a destroy would orphan a server). */
-  private serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(name, tail);
-    void tail.then(() => {
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    });
-    return run;
   }
 
   private ours(s: Server): boolean {
@@ -129,9 +115,9 @@ export class OpenStackProvider implements Provider {
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
-    this.checkName(spec.name);
+    checkVmName(spec.name);
     if (signal?.aborted) throw new ProviderError(`create ${spec.name} aborted`, true);
-    return this.serial(spec.name, async () => {
+    return this.serial.run(spec.name, async () => {
       try {
         return await this.createNow(spec, signal);
       } catch (e) {
@@ -260,8 +246,8 @@ export class OpenStackProvider implements Provider {
   }
 
   async destroy(name: string, signal?: AbortSignal): Promise<void> {
-    this.checkName(name);
-    return this.serial(name, () =>
+    checkVmName(name);
+    return this.serial.run(name, () =>
       this.removeAll(name, signal).catch((e: unknown) => {
         throw providerError(e, `destroy ${name}`);
       }),
@@ -301,7 +287,7 @@ export class OpenStackProvider implements Provider {
   }
 
   async get(name: string): Promise<VmInfo | null> {
-    this.checkName(name);
+    checkVmName(name);
     try {
       const s = (await this.compute.servers({ name, tags: [this.tag] })).find((x) => this.ours(x));
       return s ? this.info(s) : null;

@@ -8,7 +8,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { isVmName } from '../../core/naming.ts';
-import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import { checkVmName, ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
 import {
   qemuArgs,
   renderGuestConfig,
@@ -136,16 +136,12 @@ export class QemuProvider implements Provider {
   }
 
   async get(name: string): Promise<VmInfo | null> {
-    this.checkName(name);
+    checkVmName(name);
     return this.inspect(name);
   }
 
-  private checkName(name: string): void {
-    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
-  }
-
   async create(spec: VmSpec, signal_?: AbortSignal): Promise<VmInfo> {
-    this.checkName(spec.name);
+    checkVmName(spec.name);
     const files = vmFiles(this.opts.stateDir, spec.name);
     if (files.channel.length > UNIX_PATH_MAX || files.qmp.length > UNIX_PATH_MAX) {
       throw new ProviderError(
@@ -230,7 +226,7 @@ export class QemuProvider implements Provider {
   }
 
   async destroy(name: string): Promise<void> {
-    this.checkName(name);
+    checkVmName(name);
     const files = vmFiles(this.opts.stateDir, name);
     const meta = await this.readMeta(name);
     if (meta && meta.instanceId !== this.opts.instanceId) {
@@ -293,7 +289,7 @@ export class QemuProvider implements Provider {
   }
 
   async console(name: string): Promise<string | null> {
-    this.checkName(name);
+    checkVmName(name);
     return readConsole(this.opts.stateDir, name);
   }
 

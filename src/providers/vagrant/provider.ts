@@ -8,7 +8,8 @@
 import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isVmName } from '../../core/naming.ts';
-import { ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
+import { PerNameQueue } from '../per-name-queue.ts';
+import { checkVmName, ProviderError, type Provider, type VmInfo, type VmSpec } from '../provider.ts';
 import { renderGuestConfig } from '../qemu/command-line.ts';
 import { buildTinyBox } from './box.ts';
 import { machineState, runVagrant, type RunResult } from './cli.ts';
@@ -59,7 +60,8 @@ export class VagrantProvider implements Provider {
   readonly destroyRunsTeardown = true;
   private readonly vagrantHome: string;
   private readonly ports: PortAllocator;
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** One `vagrant` command at a time per VM (per project dir), in the order asked. */
+  private readonly serial = new PerNameQueue();
   private tinyBox: Promise<string> | null = null;
   /** Boxes whose libvirt volume exists: `up`s of them may run in parallel. */
   private readonly warmBoxes = new Set<string>();
@@ -70,21 +72,6 @@ export class VagrantProvider implements Provider {
       throw new Error(`vagrant state_dir must be absolute: ${opts.stateDir}`);
     this.vagrantHome = path.join(opts.stateDir, 'vagrant.d');
     this.ports = new PortAllocator(opts.sshPorts);
-  }
-
-  private checkName(name: string): void {
-    if (!isVmName(name)) throw new ProviderError(`invalid VM name ${JSON.stringify(name)}`, false);
-  }
-
-  /** Runs `fn` after every earlier command for this VM (one `vagrant` at a time per project dir). */
-  private serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(name, tail);
-    void tail.then(() => {
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    });
-    return run;
   }
 
   private event(fields: Record<string, unknown>, message: string): void {
@@ -208,8 +195,8 @@ export class VagrantProvider implements Provider {
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
-    this.checkName(spec.name);
-    return this.serial(spec.name, () => this.createNow(spec, signal));
+    checkVmName(spec.name);
+    return this.serial.run(spec.name, () => this.createNow(spec, signal));
   }
 
   private async createNow(spec: VmSpec, signal?: AbortSignal): Promise<VmInfo> {
@@ -308,8 +295,8 @@ export class VagrantProvider implements Provider {
   }
 
   async destroy(name: string, signal?: AbortSignal): Promise<void> {
-    this.checkName(name);
-    return this.serial(name, () => this.destroyNow(name, signal));
+    checkVmName(name);
+    return this.serial.run(name, () => this.destroyNow(name, signal));
   }
 
   /**
@@ -352,7 +339,7 @@ export class VagrantProvider implements Provider {
   }
 
   async get(name: string): Promise<VmInfo | null> {
-    this.checkName(name);
+    checkVmName(name);
     const meta = await readMeta(projectFiles(this.opts.stateDir, name).meta);
     if (!meta || meta.instanceId !== this.opts.instanceId) return null;
     return this.info(meta, await this.status(name, await domainStates(this.opts.libvirtUri)));
@@ -367,7 +354,7 @@ export class VagrantProvider implements Provider {
   }
 
   async console(name: string): Promise<string | null> {
-    this.checkName(name);
+    checkVmName(name);
     return readTail([projectFiles(this.opts.stateDir, name).console, keptConsole(this.opts.stateDir, name)]);
   }
 
