@@ -56,7 +56,7 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
         sock.on('data', (d: string) => this.onData(d));
         sock.on('close', () => this.finish('VM channel closed (QEMU exited)'));
         sock.on('error', () => undefined); // 'close' follows
-        sock.write('sync\n');
+        this.syncAfterFirstRead(sock);
         resolve();
       });
       sock.once('error', (e) => {
@@ -64,6 +64,22 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
         reject(e);
       });
     });
+  }
+
+  /**
+   * Asks for a replay, but only once what the guest wrote before we connected has been read. A
+   * guest may write its last events and power off between the kernel's connect and our connect
+   * callback (a late event loop, e.g. adopting many VMs at start-up): a write to the closed peer
+   * fails with EPIPE and Node then destroys the socket with those events unread in its receive
+   * buffer, and the VM is reported as stopped unexpectedly. Reading starts on the next tick and
+   * the socket's read is done in the next poll phase: the second check phase comes after it.
+   */
+  private syncAfterFirstRead(sock: net.Socket): void {
+    setImmediate(() =>
+      setImmediate(() => {
+        if (this.sock === sock) sock.write('sync\n');
+      }),
+    );
   }
 
   send(line: string): void {
