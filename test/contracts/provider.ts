@@ -16,6 +16,12 @@ export interface AbortPoint {
    * cannot finish before the abort lands, however fast the machine; returns what lets it go on.
    */
   hold?(name: string): Promise<() => void>;
+  /**
+   * Holds the backend before create() starts, for a backend that must not be caught in the
+   * middle of its own work on the VM (a delete would then wait for that work to go on): it stays
+   * held until the abort has been checked; returns what lets it go on.
+   */
+  prepare?(name: string): Promise<() => void>;
 }
 
 export interface ContractSetup {
@@ -159,17 +165,24 @@ export function defineProviderContract(kind: string, setup: () => Promise<Contra
         for (let attempt = 1; attempt <= ATTEMPTS && !caught; attempt++) {
           const ac = new AbortController();
           let outcome: { ok: true; info: VmInfo } | { ok: false; error: unknown } | undefined;
-          const creating = s.provider.create(s.spec(n), ac.signal).then(
-            (info) => (outcome = { ok: true, info }),
-            (error: unknown) => (outcome = { ok: false, error }),
-          );
-          while (!outcome && !(await point.reached(n))) await nextTurn();
-          const letGo = outcome ? undefined : await point.hold?.(n);
+          let prepared = await point.prepare?.(n);
+          let held: (() => void) | undefined;
+          const letGo = (): void => {
+            held?.();
+            prepared?.();
+            held = prepared = undefined;
+          };
           try {
+            const creating = s.provider.create(s.spec(n), ac.signal).then(
+              (info) => (outcome = { ok: true, info }),
+              (error: unknown) => (outcome = { ok: false, error }),
+            );
+            while (!outcome && !(await point.reached(n))) await nextTurn();
+            held = outcome ? undefined : await point.hold?.(n);
             // Every callback that could settle the create has run: if it has not, it is in progress.
             await nextTurn();
             if (outcome) {
-              letGo?.();
+              letGo();
               await creating;
               if (!outcome.ok) throw outcome.error;
               await s.provider.destroy(n);
@@ -196,7 +209,7 @@ export function defineProviderContract(kind: string, setup: () => Promise<Contra
             );
             t.diagnostic(`aborted ${point.what} (attempt ${attempt})`);
           } finally {
-            letGo?.();
+            letGo();
           }
         }
         assert.ok(caught, `create never stopped ${point.what} in ${ATTEMPTS} attempts`);

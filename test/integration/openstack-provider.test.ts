@@ -44,10 +44,15 @@ defineProviderContract('openstack', async () => ({
   traces,
   abortPoints: [
     {
-      // nova-conductor held: the server waits in BUILD (scheduling), as on a busy cloud.
+      // nova-conductor held from before the POST: the server waits in BUILD (scheduling) with
+      // its build request untouched, as on a busy cloud, and nova-api deletes it on its own.
+      // Held only once Nova lists the server, conductor may have handed it to nova-compute
+      // already (the list is slower on a loaded machine), and compute does every write through
+      // conductor: the delete would wait for conductor to come back (or for compute's 60-s RPC
+      // timeout), whatever the provider does.
       what: 'once Nova has the server, while it builds',
       reached: async (name) => (await cloud.serversNamed(name)).length > 0,
-      hold: async () => cloud.hold('nova-conductor'),
+      prepare: async () => cloud.hold('nova-conductor'),
     },
   ],
   cleanup: async () => undefined,
