@@ -46,7 +46,7 @@ export async function applyEvent(
       { vm: name, event: event.type, from, to: r.vm.state, failure: r.vm.failure ?? undefined },
       'transition',
     );
-    ctx.notifier.changed(name, r.vm);
+    ctx.notifier.changed(name, r.vm, event.type);
   } else if (ignored && event) {
     ctx.log.debug({ vm: name, event: event.type, state: from, reason: ignored }, 'event ignored');
   }

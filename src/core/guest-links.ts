@@ -18,9 +18,11 @@ export class GuestLinks {
   private readonly unsubscribe: () => void;
 
   constructor(private readonly ctx: CoreContext) {
-    this.unsubscribe = ctx.notifier.onTransition((vm) => {
+    this.unsubscribe = ctx.notifier.onTransition((vm, event) => {
       if (LINKED_STATES.includes(vm.state)) {
-        this.ensure(vm).catch((e: Error) =>
+        // Just created: no host was ever connected, so the guest has lost nothing (its writes
+        // block until we connect) and there is nothing to ask it to replay.
+        this.ensure(vm, { replay: event !== 'created' }).catch((e: Error) =>
           ctx.log.error({ vm: vm.name, err: e.message }, 'cannot open guest channel'),
         );
       } else {
@@ -33,8 +35,11 @@ export class GuestLinks {
     return this.links.has(name);
   }
 
-  /** Opens the VM's channel unless it is open already. A missing socket means the VM is gone. */
-  async ensure(vm: VmRecord): Promise<void> {
+  /**
+   * Opens the VM's channel unless it is open already. A missing socket means the VM is gone.
+   * `replay` (default): ask the guest to resend its events, as an earlier host may have missed some.
+   */
+  async ensure(vm: VmRecord, opts: { replay?: boolean } = {}): Promise<void> {
     if (this.links.has(vm.name) || !LINKED_STATES.includes(vm.state)) return;
     const address = vm.providerData.channel as ChannelAddress | undefined;
     if (address?.kind !== 'unix') return;
@@ -56,7 +61,7 @@ export class GuestLinks {
       }),
     );
     try {
-      await link.connect();
+      await link.connect({ replay: opts.replay ?? true });
     } catch (e) {
       this.links.delete(vm.name);
       const code = (e as NodeJS.ErrnoException).code;

@@ -13,15 +13,18 @@ export class Notifier {
     this.emitter.setMaxListeners(0);
   }
 
-  /** A VM's record changed; `vm`: a lifecycle transition wrote this row. */
-  changed(name: string, vm?: VmRecord): void {
-    if (vm) this.emitter.emit('transition', vm);
+  /** A VM's record changed; `vm`: a lifecycle transition wrote this row, on `event`. */
+  changed(name: string, vm?: VmRecord, event?: string): void {
+    if (vm) this.emitter.emit('transition', vm, event);
     this.emitter.emit(`vm:${name}`);
     this.wake();
   }
 
-  /** Called with the row after every transition this process writes (e.g. to follow a VM's state). */
-  onTransition(listener: (vm: VmRecord) => void): () => void {
+  /**
+   * Called with the row after every transition this process writes (e.g. to follow a VM's state),
+   * and the lifecycle event that made it, when known.
+   */
+  onTransition(listener: (vm: VmRecord, event?: string) => void): () => void {
     this.emitter.on('transition', listener);
     return () => this.emitter.off('transition', listener);
   }

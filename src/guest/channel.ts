@@ -31,18 +31,20 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
   }
 
   /**
-   * Connects and asks the guest to replay its events. Rejects if the socket is not there.
+   * Connects and, with `replay` (the default), asks the guest to resend its events: bytes in
+   * flight when an earlier host went away are lost. The first host a VM ever has needs no replay
+   * (the guest's writes block until then). Rejects if the socket is not there.
    * A unix-socket connect never waits on the peer: it succeeds or fails at once in the kernel.
    * The timer is a backstop only, and a long one: under load the event loop can be late by
    * seconds, the timer then runs before the (already completed) connect's callback, and a short
    * one would drop a connection the guest has seen — its events written meanwhile would be lost.
    */
-  connect(timeoutMs = 30_000): Promise<void> {
-    this.connecting = this.open(timeoutMs);
+  connect(opts: { replay?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.connecting = this.open(opts.timeoutMs ?? 30_000, opts.replay ?? true);
     return this.connecting;
   }
 
-  private open(timeoutMs: number): Promise<void> {
+  private open(timeoutMs: number, replay: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(this.socketPath);
       const timer = setTimeout(() => {
@@ -56,7 +58,7 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
         sock.on('data', (d: string) => this.onData(d));
         sock.on('close', () => this.finish('VM channel closed (QEMU exited)'));
         sock.on('error', () => undefined); // 'close' follows
-        this.syncAfterFirstRead(sock);
+        if (replay) this.syncAfterFirstRead(sock);
         resolve();
       });
       sock.once('error', (e) => {
@@ -73,6 +75,8 @@ export class GuestChannel extends EventEmitter<GuestChannelEvents> {
    * fails with EPIPE and Node then destroys the socket with those events unread in its receive
    * buffer, and the VM is reported as stopped unexpectedly. Reading starts on the next tick and
    * the socket's read is done in the next poll phase: the second check phase comes after it.
+   * What a guest writes after that read and just before exiting is still lost if it exits in the
+   * instant before our write: only a host that (re)connects to a running VM asks for a replay.
    */
   private syncAfterFirstRead(sock: net.Socket): void {
     setImmediate(() =>

@@ -90,6 +90,22 @@ test('events a guest wrote before exiting are read even when our connect callbac
   assert.equal(closed, 'VM channel closed (QEMU exited)');
 });
 
+test("a VM's first host asks for no replay: it writes nothing, and a guest that exits at once loses nothing", async () => {
+  const g = await guest('first', ['event 1 booted', 'event 2 registered', 'event 3 poweroff'], {
+    exit: true,
+  });
+  const link = new GuestChannel(g.path);
+  const got = collect(link);
+  await link.connect({ replay: false });
+  const { msgs, closed } = await got;
+  assert.deepEqual(
+    msgs.map((m) => `${m.seq} ${m.name}`),
+    ['1 booted', '2 registered', '3 poweroff'],
+  );
+  assert.equal(closed, 'VM channel closed (QEMU exited)');
+  assert.equal(await g.received(), '');
+});
+
 test('a connect asks for a replay (sync); replayed and repeated events are applied once, a gap asks again', async () => {
   // seq 1 is applied already (e.g. before a restart); 2 and 3 are new, 2 comes twice, 5 is a gap.
   const g = await guest('replay', [
