@@ -1,9 +1,12 @@
-// The `fetch` Octokit is given: node:http(s) with keep-alive, answering a standard Response.
-// Node's own fetch (undici) runs the whole WHATWG fetch algorithm and streams for each call:
-// measured here at ~1.2 ms of CPU per small request against ~0.3 ms for node:http, and every
+// The `fetch` Octokit is given: node:http(s) with keep-alive, answering what Octokit reads of a
+// Response. Node's own fetch (undici) runs the whole WHATWG fetch algorithm and streams for each
+// call: measured here at ~1.2 ms of CPU per small request against ~0.3 ms for node:http, and every
 // VM costs two GitHub calls (mint its runner, remove it), so this was ~15% of the service's CPU
-// per lifecycle (docs/adr/2026-12-02-control-plane-cost.md). Octokit needs only what is here:
-// method, headers, a string body, an abort signal, and the answer's status, headers and text.
+// per lifecycle (docs/adr/2026-12-02-control-plane-cost.md). Even building a WHATWG Response and
+// Headers for the answer (and reading it back through a web stream) was ~7% of a lifecycle's CPU,
+// so the answer is a BufferedResponse: the body already read whole, headers in a map. Octokit
+// needs only what is here: method, headers, a string body, an abort signal, and the answer's
+// status, url, headers (get, iteration) and text or bytes.
 import http from 'node:http';
 import https from 'node:https';
 
@@ -25,7 +28,9 @@ export async function httpFetch(input: string | URL | Request, init: RequestInit
   for (let hops = 0; ; hops++) {
     const res = await once(url, next);
     const location = res.headers.get('location');
-    if (!REDIRECTS.has(res.status) || !location || init.redirect === 'manual') return res;
+    // Typed as fetch's answer for Octokit, which reads only what BufferedResponse has.
+    if (!REDIRECTS.has(res.status) || !location || init.redirect === 'manual')
+      return res as unknown as Response;
     if (init.redirect === 'error' || hops === 20)
       throw new TypeError('fetch failed', { cause: new Error(`redirect to ${location} not followed`) });
     const to = new URL(location, url);
@@ -39,7 +44,7 @@ export async function httpFetch(input: string | URL | Request, init: RequestInit
   }
 }
 
-function once(url: URL, init: RequestInit): Promise<Response> {
+function once(url: URL, init: RequestInit): Promise<BufferedResponse> {
   const { signal } = init;
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     return Promise.reject(
@@ -47,10 +52,9 @@ function once(url: URL, init: RequestInit): Promise<Response> {
     );
   if (init.body !== undefined && init.body !== null && typeof init.body !== 'string')
     return Promise.reject(new TypeError('httpFetch sends string bodies only'));
-  return new Promise<Response>((resolve, reject) => {
+  return new Promise<BufferedResponse>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
-    const headers: Record<string, string> = {};
-    new Headers(init.headers).forEach((v, k) => (headers[k] = v));
+    const headers = headerRecord(init.headers);
     const secure = url.protocol === 'https:';
     const req = (secure ? https : http).request(
       url,
@@ -64,15 +68,12 @@ function once(url: URL, init: RequestInit): Promise<Response> {
         res.on('end', () => {
           signal?.removeEventListener('abort', onAbort);
           const status = res.statusCode ?? 0;
-          const out = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) {
-            if (v === undefined) continue;
-            for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
-          }
-          const body = NULL_BODY.has(status) ? null : Buffer.concat(chunks);
-          const response = new Response(body, { status, statusText: res.statusMessage ?? '', headers: out });
-          Object.defineProperty(response, 'url', { value: url.href });
-          resolve(response);
+          const out = new Map<string, string>();
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(', ') : v);
+          resolve(
+            new BufferedResponse(status, res.statusMessage ?? '', url.href, out, Buffer.concat(chunks)),
+          );
         });
       },
     );
@@ -85,4 +86,85 @@ function once(url: URL, init: RequestInit): Promise<Response> {
     signal?.addEventListener('abort', onAbort, { once: true });
     req.end(init.body ?? undefined);
   });
+}
+
+/** Request headers as one lower-cased record, from whatever form RequestInit allows. */
+function headerRecord(h: HeadersInit | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  if (h instanceof Headers) h.forEach((v, k) => (out[k] = v));
+  else for (const [k, v] of Array.isArray(h) ? h : Object.entries(h)) out[k.toLowerCase()] = String(v);
+  return out;
+}
+
+/** A received answer's headers: names lower-case, repeated ones joined with ", " (as fetch does). */
+class BufferedHeaders {
+  constructor(private readonly map: Map<string, string>) {}
+  get(name: string): string | null {
+    return this.map.get(name.toLowerCase()) ?? null;
+  }
+  has(name: string): boolean {
+    return this.map.has(name.toLowerCase());
+  }
+  forEach(f: (value: string, name: string) => void): void {
+    for (const [k, v] of this.entries()) f(v, k);
+  }
+  /** Sorted by name, as a WHATWG Headers iterates. */
+  entries(): IterableIterator<[string, string]> {
+    return [...this.map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))[Symbol.iterator]();
+  }
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+}
+
+/**
+ * What fetch answers, for a body already read whole: the parts of Response that Octokit (and the
+ * redirect handling above) use. `body` is a stream only when asked for; null for statuses that
+ * carry none.
+ */
+class BufferedResponse {
+  readonly headers: BufferedHeaders;
+  readonly ok: boolean;
+  readonly redirected = false;
+  readonly type = 'basic';
+  private used = false;
+
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    readonly url: string,
+    headers: Map<string, string>,
+    private readonly bytes: Buffer,
+  ) {
+    this.headers = new BufferedHeaders(headers);
+    this.ok = status >= 200 && status < 300;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    return NULL_BODY.has(this.status) ? null : new Response(new Uint8Array(this.bytes)).body;
+  }
+
+  get bodyUsed(): boolean {
+    return this.used;
+  }
+
+  private take(): Buffer {
+    if (this.used) throw new TypeError('Body is unusable: Body has already been read');
+    this.used = true;
+    return this.bytes;
+  }
+
+  async text(): Promise<string> {
+    return this.take().toString('utf8');
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text()) as unknown;
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const b = this.take();
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  }
 }

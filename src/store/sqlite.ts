@@ -108,8 +108,15 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     // Deleted and overwritten values (erased credentials) are zeroed in the file, not just unlinked.
     this.db.pragma('secure_delete = ON');
+    // One transaction wrapper for every write: better-sqlite3 builds four functions and their
+    // properties on each db.transaction() call, ~3% of a lifecycle's CPU when made per write.
+    const inImmediate = this.db.transaction((fn: () => unknown) => fn()).immediate;
+    this.immediate = <R>(fn: () => R): R => inImmediate(fn) as R;
     this.migrate();
   }
+
+  /** Runs `fn` in a BEGIN IMMEDIATE transaction (rolled back if it throws). */
+  private readonly immediate: <R>(fn: () => R) => R;
 
   private sql(text: string, raw = false): Database.Statement {
     const key = raw ? `raw:${text}` : text;
@@ -135,14 +142,12 @@ export class SqliteStore implements Store {
     const done: number[] = [];
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
-      this.db
-        .transaction(() => {
-          this.db.exec(m.sql);
-          this.db
-            .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-            .run(m.version, m.name, Date.now());
-        })
-        .immediate();
+      this.immediate(() => {
+        this.db.exec(m.sql);
+        this.db
+          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(m.version, m.name, Date.now());
+      });
       done.push(m.version);
     }
     return done;
@@ -201,28 +206,26 @@ export class SqliteStore implements Store {
          runner_name = excluded.runner_name, vms_created = excluded.vms_created, note = excluded.note,
          updated_at = excluded.updated_at`,
     );
-    this.db
-      .transaction(() => {
-        for (const j of jobs) {
-          st.run(
-            j.jobId,
-            j.repository,
-            j.runId,
-            j.runAttempt,
-            j.installationId,
-            JSON.stringify(j.labels),
-            j.pool,
-            j.status,
-            j.vm,
-            j.runnerName,
-            j.vmsCreated,
-            j.note,
-            j.createdAt,
-            j.updatedAt,
-          );
-        }
-      })
-      .immediate();
+    this.immediate(() => {
+      for (const j of jobs) {
+        st.run(
+          j.jobId,
+          j.repository,
+          j.runId,
+          j.runAttempt,
+          j.installationId,
+          JSON.stringify(j.labels),
+          j.pool,
+          j.status,
+          j.vm,
+          j.runnerName,
+          j.vmsCreated,
+          j.note,
+          j.createdAt,
+          j.updatedAt,
+        );
+      }
+    });
   }
 
   async listJobs(filter: { statuses?: readonly JobStatus[]; limit?: number } = {}): Promise<WorkflowJob[]> {
@@ -245,13 +248,11 @@ export class SqliteStore implements Store {
     delivery?: DeliveryRef,
     takeWarm?: Decide,
   ): Promise<{ results: { vm: VmRecord; created: boolean }[]; duplicate: boolean }> {
-    return this.db
-      .transaction(() => {
-        const results = vms.map((vm) => this.insertOne(vm, now, takeWarm));
-        const duplicate = delivery ? !this.recordDeliverySync(delivery.source, delivery.id, now) : false;
-        return { results, duplicate };
-      })
-      .immediate();
+    return this.immediate(() => {
+      const results = vms.map((vm) => this.insertOne(vm, now, takeWarm));
+      const duplicate = delivery ? !this.recordDeliverySync(delivery.source, delivery.id, now) : false;
+      return { results, duplicate };
+    });
   }
 
   private insertOne(vm: NewVm, now: number, takeWarm?: Decide): { vm: VmRecord; created: boolean } {
@@ -522,32 +523,30 @@ export class SqliteStore implements Store {
     lease?: Lease,
     guestSeq?: number,
   ): Promise<TransitionResult> {
-    return this.db
-      .transaction((): TransitionResult => {
-        const row = this.sql('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
-        if (!row) return { vm: null, applied: false, leaseLost: false };
-        const vm = toVm(row);
-        if (lease && (vm.leaseOwner !== lease.owner || vm.leaseExpiresAt !== lease.expiresAt)) {
-          return { vm, applied: false, leaseLost: true };
-        }
-        // A guest message is taken exactly once and in order: an old seq is a replay, a seq past
-        // the next one means something in between was lost (the guest is asked to replay).
-        const guest = guestSeq === undefined ? undefined : guestOrder(guestSeq, vm.guestSeq);
-        if (guest === 'duplicate' || guest === 'gap') return { vm, applied: false, leaseLost: false, guest };
-        // Unchanged fields are rewritten as they were: one statement whatever happened.
-        const after: VmRecord = { ...vm, updatedAt: now };
-        if (lease) {
-          after.leaseOwner = null;
-          after.leaseExpiresAt = null;
-        }
-        if (guest === 'next') after.guestSeq = guestSeq!;
-        const t = decide(vm);
-        if (!t && !lease && after.guestSeq === vm.guestSeq) {
-          return { vm, applied: false, leaseLost: false, guest }; // nothing to write
-        }
-        return { vm: this.write(vm, after, t, now), applied: t !== null, leaseLost: false, guest };
-      })
-      .immediate();
+    return this.immediate((): TransitionResult => {
+      const row = this.sql('SELECT * FROM vms WHERE name = ?').get(name) as Row | undefined;
+      if (!row) return { vm: null, applied: false, leaseLost: false };
+      const vm = toVm(row);
+      if (lease && (vm.leaseOwner !== lease.owner || vm.leaseExpiresAt !== lease.expiresAt)) {
+        return { vm, applied: false, leaseLost: true };
+      }
+      // A guest message is taken exactly once and in order: an old seq is a replay, a seq past
+      // the next one means something in between was lost (the guest is asked to replay).
+      const guest = guestSeq === undefined ? undefined : guestOrder(guestSeq, vm.guestSeq);
+      if (guest === 'duplicate' || guest === 'gap') return { vm, applied: false, leaseLost: false, guest };
+      // Unchanged fields are rewritten as they were: one statement whatever happened.
+      const after: VmRecord = { ...vm, updatedAt: now };
+      if (lease) {
+        after.leaseOwner = null;
+        after.leaseExpiresAt = null;
+      }
+      if (guest === 'next') after.guestSeq = guestSeq!;
+      const t = decide(vm);
+      if (!t && !lease && after.guestSeq === vm.guestSeq) {
+        return { vm, applied: false, leaseLost: false, guest }; // nothing to write
+      }
+      return { vm: this.write(vm, after, t, now), applied: t !== null, leaseLost: false, guest };
+    });
   }
 
   /**
@@ -671,14 +670,12 @@ export class SqliteStore implements Store {
   }
 
   async markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void> {
-    this.db
-      .transaction(() => {
-        this.sql(
-          'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
-        ).run(now, vmId, runnerId);
-        if (this.eraseSpent('AND id = ?', vmId) > 0) this.erased = true;
-      })
-      .immediate();
+    this.immediate(() => {
+      this.sql(
+        'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
+      ).run(now, vmId, runnerId);
+      if (this.eraseSpent('AND id = ?', vmId) > 0) this.erased = true;
+    });
   }
 
   async listRegistrations(filter: {

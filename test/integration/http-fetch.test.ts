@@ -65,9 +65,23 @@ describe('httpFetch (node:http for Octokit)', () => {
     });
     assert.equal(res.status, 201);
     assert.equal(res.url, `${main.url}/echo`);
-    assert.equal(res.headers.get('x-many'), 'a, b');
-    assert.deepEqual(await res.json(), { got: '{"a":1}', method: 'POST' });
     assert.equal(main.seen.at(-1)!.headers.authorization, 'token t');
+    assert.equal(res.headers.get('x-many'), 'a, b');
+    assert.equal(res.headers.get('Content-Type'), 'application/json', 'names are case-insensitive');
+    // Iterated as a WHATWG Headers is (Octokit copies them so): lower-case names, sorted.
+    const names = [...res.headers].map(([k]) => k);
+    assert.deepEqual(names, [...names].sort());
+    assert.ok(names.includes('x-many') && names.includes('content-type'));
+    assert.deepEqual(await res.json(), { got: '{"a":1}', method: 'POST' });
+    assert.equal(res.bodyUsed, true);
+    await assert.rejects(res.text(), TypeError, 'a body is read once');
+    const bytes = await httpFetch(`${main.url}/echo`);
+    assert.ok(bytes.body, 'a 201 has a body stream');
+    const again = await httpFetch(`${main.url}/echo`);
+    assert.deepEqual(JSON.parse(Buffer.from(await again.arrayBuffer()).toString()), {
+      got: '',
+      method: 'GET',
+    });
     const empty = await httpFetch(`${main.url}/empty`);
     assert.equal(empty.status, 204);
     assert.equal(empty.body, null);

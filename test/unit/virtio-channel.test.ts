@@ -1,7 +1,8 @@
-// The host end of a VM's virtio-serial channel (src/guest/channel.ts) against a real unix socket
-// whose other end is a separate process, as QEMU's is: messages in order and once, a gap asks for
-// a replay, and a guest that writes its last events and exits before our connect callback runs
-// (a late event loop) still has them read.
+// The host end of a VM's virtio-serial channel (src/guest/channel.ts; the HTTP channel has
+// test/integration/guest-channel.test.ts) against a real unix socket whose other end is a
+// separate process, as QEMU's is: messages in order and once, a gap asks for a replay, and a
+// guest that writes its last events and exits before our connect callback runs (a late event
+// loop) still has them read.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
