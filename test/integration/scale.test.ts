@@ -131,7 +131,9 @@ describe(`${N} live VMs`, () => {
     assert.deepEqual(report.errors, []);
     for (const name of lost) {
       const vm = await service.store.getVm(name);
-      assert.ok(vm && ['destroying', 'destroyed'].includes(vm.state), `${name} is ${vm?.state}`);
+      // Lost while booting: failed as such, once the worker has run its destroy step.
+      assert.ok(vm && ['destroying', 'failed'].includes(vm.state), `${name} is ${vm?.state}`);
+      assert.match(vm.failure ?? '', /stopped unexpectedly while booting/);
     }
     names = names.filter((n) => !lost.includes(n));
   });
@@ -143,7 +145,9 @@ describe(`${N} live VMs`, () => {
     service = await start();
     for (const name of lost) {
       const vm = await service.store.getVm(name);
-      assert.ok(vm && ['destroying', 'destroyed'].includes(vm.state), `${name} is ${vm?.state}`);
+      // Lost while booting: failed as such, once the worker has run its destroy step.
+      assert.ok(vm && ['destroying', 'failed'].includes(vm.state), `${name} is ${vm?.state}`);
+      assert.match(vm.failure ?? '', /stopped unexpectedly while booting/);
     }
     const booting = await service.store.listVms({ states: ['booting'] });
     assert.equal(booting.length, N - LOST - lost.length, 'the others are untouched');

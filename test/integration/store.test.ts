@@ -198,6 +198,51 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       );
     });
 
+    it('writes asked for together (one turn of the event loop) each succeed or fail alone, in order', async () => {
+      const s = await makeStore();
+      const [a, b, c] = await Promise.all([newVm(30), newVm(31), newVm(32)].map((v) => s.insertVm(v, 1000)));
+      const bogus = (v: VmRecord): Transition => ({
+        event: { type: 'created' },
+        decision: { ...v, state: 'busy', action: null, delayMs: 0, deadline: null, note: 'bogus' },
+      });
+      // Not awaited one by one: issued in the same turn, as a burst of requests or guest messages.
+      const writes = [
+        s.transition(a!.vm.name, apply({ type: 'admitted' }), 2000),
+        s.transition(b!.vm.name, bogus, 2000),
+        s.insertVms([newVm(33)], 2000, { source: 'control', id: 'd-together' }),
+        // A request whose second VM cannot be written (its name is taken): none of it is.
+        s.insertVms([newVm(34), newVm(35, { name: c!.vm.name })], 2000, { source: 'control', id: 'd-half' }),
+        s.transition(c!.vm.name, apply({ type: 'admitted' }), 2000),
+        // The same VM twice: the second sees the first's write (admitted, then a destroy asked for).
+        s.transition(a!.vm.name, apply({ type: 'destroy_requested', by: 'test' }), 2001),
+      ];
+      const settled = await Promise.allSettled(writes);
+      assert.deepEqual(
+        settled.map((r) => r.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+      );
+      assert.match(String((settled[1] as PromiseRejectedResult).reason), /pending → busy is not an allowed/);
+      assert.equal((await s.getVm(b!.vm.name))?.state, 'pending', 'the refused one changed nothing');
+      assert.deepEqual(
+        (await s.listEvents(b!.vm.id)).map((e) => e.event),
+        ['requested'],
+      );
+      assert.equal(
+        await s.findByIdentity(newVm(34).identity),
+        null,
+        'a request is written whole or not at all',
+      );
+      assert.equal(await s.recordDelivery('control', 'd-half', 2002), true);
+      assert.equal((await s.getVm(c!.vm.name))?.state, 'provisioning');
+      assert.equal((await s.findByIdentity(newVm(33).identity))?.state, 'pending');
+      assert.equal(await s.recordDelivery('control', 'd-together', 2002), false, 'its delivery was recorded');
+      assert.deepEqual(
+        (await s.listEvents(a!.vm.id)).map((e) => `${e.fromState}→${e.toState}`),
+        ['pending→pending', 'pending→provisioning', 'provisioning→provisioning'],
+      );
+      assert.equal((await s.getVm(a!.vm.name))?.destroyRequested, true);
+    });
+
     it('records a request whole: its VMs and its delivery id in one transaction', async () => {
       const s = await makeStore();
       const one = await s.insertVms([newVm(20), newVm(21)], 1000, { source: 'control', id: 'd-1' });
