@@ -254,6 +254,9 @@ export async function benchReconcile(vms: number, lost: number): Promise<Control
     http: false,
   });
   try {
+    // The pass alone: no worker acts on the seeded rows (admitting or destroying them while they
+    // are written) nor on what the pass finds (its destroy steps are not the reconciler's cost).
+    await service.worker.stop();
     progress(`reconcile: seeding ${vms} running VMs`);
     const provider = service.providers.named('sim') as MemoryProvider;
     const now = Date.now();
@@ -317,9 +320,6 @@ export async function benchReconcile(vms: number, lost: number): Promise<Control
       cpuMs.push((d.user + d.system) / 1000);
       return report;
     };
-    // The pass alone: no worker acts on what it finds meanwhile (its destroy steps are not
-    // the reconciler's cost).
-    await service.worker.stop();
     // BENCH_PROFILE=<dir>: the measured passes are profiled in this process too.
     const profile = process.env.BENCH_PROFILE ? await profiler() : null;
     await pass(); // nothing lost: the steady state

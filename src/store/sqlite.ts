@@ -122,8 +122,9 @@ export class SqliteStore implements Store {
   private group: { fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
 
   /**
-   * Group commit: the writes asked for in one turn of the event loop (a burst of requests, the
-   * guest messages of many VMs) run in one transaction, each in a savepoint of its own — it
+   * Group commit, for every write but the migrations and the jobs' bookkeeping: the writes asked
+   * for in one turn of the event loop (a burst of requests, the guest messages of many VMs, the
+   * worker's claims and leases) run in one transaction, each in a savepoint of its own — it
    * succeeds or fails alone, in the order asked — committed once. A commit is most of a small
    * write's cost (~13 WAL page writes and their locks for a new VM); each caller still hears
    * back only once its write is durable.
@@ -655,32 +656,41 @@ export class SqliteStore implements Store {
   }
 
   async setChannelToken(name: string, hash: string | null, now: number): Promise<void> {
-    this.sql('UPDATE vms SET channel_token_hash = ?, updated_at = ? WHERE name = ?').run(hash, now, name);
+    await this.grouped(() =>
+      this.sql('UPDATE vms SET channel_token_hash = ?, updated_at = ? WHERE name = ?').run(hash, now, name),
+    );
   }
 
   async setProviderData(name: string, data: Record<string, unknown>, now: number): Promise<void> {
-    this.sql(
-      'UPDATE vms SET provider_data = json_patch(provider_data, ?), updated_at = ? WHERE name = ?',
-    ).run(JSON.stringify(data), now, name);
+    await this.grouped(() =>
+      this.sql(
+        'UPDATE vms SET provider_data = json_patch(provider_data, ?), updated_at = ? WHERE name = ?',
+      ).run(JSON.stringify(data), now, name),
+    );
   }
 
   async claim(owner: string, now: number, leaseMs: number, limit: number): Promise<VmRecord[]> {
-    const rows = this.sql(
-      `UPDATE vms SET lease_owner = ?, lease_expires_at = ?
-         WHERE id IN (
-           SELECT id FROM vms
-           WHERE action IS NOT NULL AND not_before <= ? AND (lease_owner IS NULL OR lease_expires_at <= ?)
-           ORDER BY not_before, id LIMIT ?)
-         RETURNING *`,
-    ).all(owner, now + leaseMs, now, now, limit) as Row[];
+    const rows = await this.grouped(
+      () =>
+        this.sql(
+          `UPDATE vms SET lease_owner = ?, lease_expires_at = ?
+             WHERE id IN (
+               SELECT id FROM vms
+               WHERE action IS NOT NULL AND not_before <= ? AND (lease_owner IS NULL OR lease_expires_at <= ?)
+               ORDER BY not_before, id LIMIT ?)
+             RETURNING *`,
+        ).all(owner, now + leaseMs, now, now, limit) as Row[],
+    );
     return rows.map(toVm).sort((a, b) => a.id - b.id);
   }
 
   async renew(name: string, lease: Lease, leaseMs: number, now: number): Promise<Lease | null> {
     const expiresAt = now + leaseMs;
-    const r = this.sql(
-      'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
-    ).run(expiresAt, name, lease.owner, lease.expiresAt);
+    const r = await this.grouped(() =>
+      this.sql(
+        'UPDATE vms SET lease_expires_at = ? WHERE name = ? AND lease_owner = ? AND lease_expires_at = ?',
+      ).run(expiresAt, name, lease.owner, lease.expiresAt),
+    );
     return r.changes === 1 ? { owner: lease.owner, expiresAt } : null;
   }
 
@@ -692,9 +702,11 @@ export class SqliteStore implements Store {
   }
 
   async releaseLease(name: string, owner: string): Promise<boolean> {
-    const r = this.sql(
-      'UPDATE vms SET lease_owner = NULL, lease_expires_at = NULL WHERE name = ? AND lease_owner = ?',
-    ).run(name, owner);
+    const r = await this.grouped(() =>
+      this.sql(
+        'UPDATE vms SET lease_owner = NULL, lease_expires_at = NULL WHERE name = ? AND lease_owner = ?',
+      ).run(name, owner),
+    );
     return r.changes === 1;
   }
 
@@ -707,14 +719,16 @@ export class SqliteStore implements Store {
   }
 
   async recordRegistration(reg: Omit<RunnerRegistration, 'removedAt'>): Promise<void> {
-    this.sql(
-      `INSERT INTO runner_registrations (vm_id, repository, runner_id, runner_name, created_at)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    ).run(reg.vmId, reg.repository, reg.runnerId, reg.runnerName, reg.createdAt);
+    await this.grouped(() =>
+      this.sql(
+        `INSERT INTO runner_registrations (vm_id, repository, runner_id, runner_name, created_at)
+           VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ).run(reg.vmId, reg.repository, reg.runnerId, reg.runnerName, reg.createdAt),
+    );
   }
 
   async markRegistrationRemoved(vmId: number, runnerId: number, now: number): Promise<void> {
-    this.immediate(() => {
+    await this.grouped(() => {
       this.sql(
         'UPDATE runner_registrations SET removed_at = ? WHERE vm_id = ? AND runner_id = ? AND removed_at IS NULL',
       ).run(now, vmId, runnerId);
