@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import ssh2 from 'ssh2';
 import { isVmName } from '../core/naming.ts';
 import { RemoteError } from './port.ts';
+import { loadSsh2 } from './ssh2-module.ts';
 
 const SUFFIX = '.key';
 const TMP_PREFIX = '.tmp-';
@@ -37,6 +37,7 @@ export class VmKeys {
       if (e.code === 'ENOENT') return null;
       throw e;
     });
+    const ssh2 = await loadSsh2();
     if (priv === null) {
       await this.ensureDir();
       const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `hatchery ${vm}` });

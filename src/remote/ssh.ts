@@ -1,13 +1,11 @@
 // A thin layer over ssh2: log in with a key while checking the host key, run a command with a
 // time limit and bounded output, and the few SFTP calls the bootstrap needs. No retries and no
 // policy here (bootstrap.ts, prepare.ts); errors are RemoteErrors that say what failed.
-import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2';
-
-const { Client } = ssh2;
-type Client = InstanceType<typeof Client>;
 import net from 'node:net';
+import type { Client, ClientChannel, SFTPWrapper } from 'ssh2';
 import { fingerprintOf, sameFingerprint } from './fingerprint.ts';
 import { RemoteError } from './port.ts';
+import { loadSsh2 } from './ssh2-module.ts';
 
 export interface Login {
   host: string;
@@ -30,10 +28,11 @@ const where = (l: Pick<Login, 'host' | 'port' | 'user'>) => `${l.user}@${l.host}
  * Connects and authenticates. With `expected`, a server presenting another host key is refused
  * during the key exchange, before authentication: nothing is sent to it (non-retryable error).
  */
-export function openSsh(
+export async function openSsh(
   login: Login,
   opts: { expected?: string; readyTimeoutMs: number; signal?: AbortSignal },
 ): Promise<Connection> {
+  const { Client } = await loadSsh2();
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(new RemoteError(`ssh ${where(login)}: aborted`, true));
     const client = new Client();
