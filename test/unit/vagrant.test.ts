@@ -15,7 +15,7 @@ import {
   parseMachineReadable,
   runVagrant,
 } from '../../src/providers/vagrant/cli.ts';
-import { parseDomainList } from '../../src/providers/vagrant/libvirt.ts';
+import { boxVolumeName, parseDomainList } from '../../src/providers/vagrant/libvirt.ts';
 import { parsePortRange, PortAllocator } from '../../src/providers/vagrant/ports.ts';
 import { endStrays, processesIn } from '../../src/providers/vagrant/strays.ts';
 import { vagrantEnv, type Meta } from '../../src/providers/vagrant/project.ts';
@@ -273,5 +273,20 @@ describe('endStrays', () => {
     assert.deepEqual(processesIn(project), []);
     assert.deepEqual(processesIn(other), [elsewhere], 'a process outside the project dir is left alone');
     assert.deepEqual(await endStrays(project), [], 'nothing to end: nothing ended');
+  });
+});
+
+describe('boxVolumeName', () => {
+  it('names the volume as vagrant-libvirt 0.11 does (HandleBoxImage.get_volume_name)', () => {
+    // An unversioned box (added from a file): version 0 and the image's mtime in seconds, so a
+    // box added again gets a volume of its own (seen in CI: two first `up`s raced on it).
+    assert.equal(
+      boxVolumeName('hatchery-tiny-dd806ea30b528503', '0', 1_796_217_061_999),
+      'hatchery-tiny-dd806ea30b528503_vagrant_box_image_0_1796217061_box.img',
+    );
+    assert.equal(
+      boxVolumeName('debian/bookworm64', '12.20240905.1', 0),
+      'debian-VAGRANTSLASH-bookworm64_vagrant_box_image_12.20240905.1_box.img',
+    );
   });
 });

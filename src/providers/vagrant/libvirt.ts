@@ -52,9 +52,19 @@ export async function removeDomain(uri: string, name: string, signal?: AbortSign
   }
 }
 
-/** True when the box's volume was uploaded to the `default` pool (a first `vagrant up` did it). */
-export async function hasBoxVolume(uri: string, box: string): Promise<boolean> {
+/** True when that volume (boxVolumeName) is in the `default` pool: a first `vagrant up` uploaded it. */
+export async function hasBoxVolume(uri: string, volume: string): Promise<boolean> {
   const volumes = await virsh(uri, ['vol-list', 'default']).catch(() => '');
-  const prefix = `${box.replaceAll('/', '-VAGRANTSLASH-')}_vagrant_box_image_`;
-  return volumes.split('\n').some((l) => l.trim().startsWith(prefix));
+  return volumes.split('\n').some((l) => l.trim().split(/\s+/)[0] === volume);
+}
+
+/**
+ * The volume vagrant-libvirt uploads the box's image to (HandleBoxImage.get_volume_name): for an
+ * unversioned box (version 0, as a box added from a file) the name carries the image file's
+ * mtime, so a box added again (another state dir, or `box add --force`) needs a volume of its own;
+ * a volume of an earlier add is not it.
+ */
+export function boxVolumeName(box: string, version: string, imageMtimeMs: number): string {
+  const v = version === '0' || version === '' ? `0_${Math.floor(imageMtimeMs / 1000)}` : version;
+  return `${box.replaceAll('/', '-VAGRANTSLASH-')}_vagrant_box_image_${v}_box.img`;
 }

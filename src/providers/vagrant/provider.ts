@@ -14,7 +14,7 @@ import { renderGuestConfig } from '../qemu/command-line.ts';
 import { buildTinyBox } from './box.ts';
 import { machineState, runVagrant, type RunResult } from './cli.ts';
 import { keepConsole, keptConsole, readTail } from './consoles.ts';
-import { domainStates, hasBoxVolume, removeDomain } from './libvirt.ts';
+import { boxVolumeName, domainStates, hasBoxVolume, removeDomain } from './libvirt.ts';
 import { PortAllocator, type PortRange } from './ports.ts';
 import { endStrays } from './strays.ts';
 import {
@@ -107,6 +107,19 @@ export class VagrantProvider implements Provider {
     return image;
   }
 
+  /** The libvirt volume the box's image goes to (its newest version's), or null if not added. */
+  private async boxVolume(box: string): Promise<string | null> {
+    const dir = path.join(this.vagrantHome, 'boxes', box.replaceAll('/', '-VAGRANTSLASH-'));
+    const newestFirst = (await readdir(dir).catch(() => [] as string[])).sort((a, b) =>
+      b.localeCompare(a, 'en', { numeric: true }),
+    );
+    for (const version of newestFirst) {
+      const image = await stat(path.join(dir, version, 'libvirt', 'box.img')).catch(() => null);
+      if (image?.isFile()) return boxVolumeName(box, version, image.mtimeMs);
+    }
+    return null;
+  }
+
   private async boxAdded(box: string): Promise<boolean> {
     const dir = path.join(this.vagrantHome, 'boxes', box.replaceAll('/', '-VAGRANTSLASH-'));
     try {
@@ -148,7 +161,11 @@ export class VagrantProvider implements Provider {
    * under an in-process lock only, and a parallel `up` may use a half-uploaded volume.
    */
   private async warmFirst<T>(box: string, up: () => Promise<T>): Promise<T> {
-    if (!this.warmBoxes.has(box) && (await hasBoxVolume(this.opts.libvirtUri, box))) this.warmBoxes.add(box);
+    if (!this.warmBoxes.has(box)) {
+      // This very box's volume, not one of an earlier add of the same name (its name differs).
+      const volume = await this.boxVolume(box);
+      if (volume && (await hasBoxVolume(this.opts.libvirtUri, volume))) this.warmBoxes.add(box);
+    }
     while (!this.warmBoxes.has(box)) {
       const pending = this.warming.get(box);
       if (!pending) {
