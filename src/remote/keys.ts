@@ -64,8 +64,7 @@ export class VmKeys {
   }
 
   async remove(vm: string): Promise<void> {
-    // unlink, not rm({ force }): called on every destroy, mostly for VMs that never had a key,
-    // and rm's rimraf stats and retries (~3% of a lifecycle's CPU on the in-memory provider).
+    // unlink, not rm({ force }): rm goes through rimraf (stats, retries) for one file.
     await unlink(this.file(vm)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
     });
