@@ -233,8 +233,8 @@ async function mintJitConfig(
 export async function destroy(ctx: CoreContext, vm: VmRecord, signal: AbortSignal): Promise<LifecycleEvent> {
   try {
     await ctx.providerFor(vm).destroy(vm.name, signal);
-    // The VM's SSH key pair (bootstrap = "ssh") goes with it. Other pools' VMs have none (and a
-    // key left by a pool since changed is swept by the reconciler with every gone VM's).
+    // The VM's SSH key pair (bootstrap = "ssh") goes with it. Other pools' VMs have none (a key
+    // left by a pool changed since is removed at start-up with those of every ended VM).
     if (ctx.pools.find((p) => p.name === vm.pool)?.bootstrap === 'ssh') await ctx.remote?.forget(vm.name);
     ctx.crashPoint?.('vm-destroyed');
     const regs = await ctx.store.listRegistrations({ vmId: vm.id, live: true });
