@@ -58,6 +58,11 @@ export async function hasBoxVolume(uri: string, volume: string): Promise<boolean
   return volumes.split('\n').some((l) => l.trim().split(/\s+/)[0] === volume);
 }
 
+/** A box name as Vagrant spells it in paths and vagrant-libvirt in volume names. */
+export function boxSlug(box: string): string {
+  return box.replaceAll('/', '-VAGRANTSLASH-');
+}
+
 /**
  * The volume vagrant-libvirt uploads the box's image to (HandleBoxImage.get_volume_name): for an
  * unversioned box (version 0, as a box added from a file) the name carries the image file's
@@ -66,5 +71,5 @@ export async function hasBoxVolume(uri: string, volume: string): Promise<boolean
  */
 export function boxVolumeName(box: string, version: string, imageMtimeMs: number): string {
   const v = version === '0' || version === '' ? `0_${Math.floor(imageMtimeMs / 1000)}` : version;
-  return `${box.replaceAll('/', '-VAGRANTSLASH-')}_vagrant_box_image_${v}_box.img`;
+  return `${boxSlug(box)}_vagrant_box_image_${v}_box.img`;
 }

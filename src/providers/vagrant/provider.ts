@@ -14,7 +14,7 @@ import { renderGuestConfig } from '../qemu/command-line.ts';
 import { buildTinyBox } from './box.ts';
 import { machineState, runVagrant, type RunResult } from './cli.ts';
 import { keepConsole, keptConsole, readTail } from './consoles.ts';
-import { boxVolumeName, domainStates, hasBoxVolume, removeDomain } from './libvirt.ts';
+import { boxSlug, boxVolumeName, domainStates, hasBoxVolume, removeDomain } from './libvirt.ts';
 import { PortAllocator, type PortRange } from './ports.ts';
 import { endStrays } from './strays.ts';
 import {
@@ -107,9 +107,14 @@ export class VagrantProvider implements Provider {
     return image;
   }
 
+  /** Where Vagrant keeps the box's versions in this provider's VAGRANT_HOME. */
+  private boxDir(box: string): string {
+    return path.join(this.vagrantHome, 'boxes', boxSlug(box));
+  }
+
   /** The libvirt volume the box's image goes to (its newest version's), or null if not added. */
   private async boxVolume(box: string): Promise<string | null> {
-    const dir = path.join(this.vagrantHome, 'boxes', box.replaceAll('/', '-VAGRANTSLASH-'));
+    const dir = this.boxDir(box);
     const newestFirst = (await readdir(dir).catch(() => [] as string[])).sort((a, b) =>
       b.localeCompare(a, 'en', { numeric: true }),
     );
@@ -121,7 +126,7 @@ export class VagrantProvider implements Provider {
   }
 
   private async boxAdded(box: string): Promise<boolean> {
-    const dir = path.join(this.vagrantHome, 'boxes', box.replaceAll('/', '-VAGRANTSLASH-'));
+    const dir = this.boxDir(box);
     try {
       for (const version of await readdir(dir)) {
         if ((await stat(path.join(dir, version, 'libvirt', 'metadata.json')).catch(() => null))?.isFile())
