@@ -12,6 +12,9 @@
 // deliveries (default 2000) vs bare Express. `jit-burst`: BENCH_JIT_JOBS queued jobs (default 200)
 // with the stand-in granting BENCH_JIT_PER_MINUTE JIT configs a minute (default 170; bucket
 // BENCH_JIT_BURST, default 3; refusals BENCH_JIT_STATUS 403 or 429): ~1.5 min at the defaults.
+// `control-plane`: BENCH_LIFECYCLES per burst (default 200) after BENCH_WARMUP_BURSTS bursts of
+// warm-up (default 3); BENCH_NODE_ARGS adds node flags to the measured service (e.g. to try a V8
+// flag against bin/hatchery.js's). ~2 min.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
@@ -61,9 +64,11 @@ if (run('control-plane')) {
     reportControlPlane(
       await benchControlPlane({
         lifecycles: Number(process.env.BENCH_LIFECYCLES ?? 200),
+        warmupBursts: Number(process.env.BENCH_WARMUP_BURSTS ?? 3),
         acks: Number(process.env.BENCH_ACKS ?? 2000),
         reconcileVms: 10_000,
         rssVms: 1000,
+        settleS: 30,
       }),
     ),
   );

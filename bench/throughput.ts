@@ -25,10 +25,16 @@ export function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
 }
 
-/** The measured service; BENCH_PROFILE=<dir>: it writes a CPU profile there (node --cpu-prof) when it stops. */
+/**
+ * The measured service. BENCH_PROFILE=<dir>: it writes a CPU profile there (node --cpu-prof) when
+ * it stops; BENCH_NODE_ARGS: more node flags, after bin/hatchery.js's own (the last one wins).
+ */
 export function measuredService(files: StackFiles): ServiceProcess {
   const profile = process.env.BENCH_PROFILE;
-  return new ServiceProcess(files, profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : []);
+  return new ServiceProcess(files, [
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profile)}`] : []),
+  ]);
 }
 
 export function rssMiB(pid: number): number {

@@ -1,7 +1,7 @@
 // Store tests on a real SQLite file each. Written as a contract (defineStoreContract) so the
 // PostgreSQL store will run the very same tests.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -320,6 +320,30 @@ defineStoreContract('sqlite', async () => {
   const s = new SqliteStore(path.join(dir, `t${++n}.db`));
   opened.push(s);
   return s;
+});
+
+describe('sqlite writes', () => {
+  it('a transition rewrites only the columns it changes: no index page for an unchanged column', async () => {
+    // SQLite rewrites every index on a column named in an UPDATE's SET, even to the same value;
+    // each page it touches is a WAL frame at the commit. A guest message that only advances the
+    // guest's sequence number changes one row of the table and no indexed column: one frame.
+    const file = path.join(dir, 'frames.db');
+    const s = new SqliteStore(file);
+    opened.push(s);
+    const vms = await Promise.all(Array.from({ length: 50 }, (_, i) => s.insertVm(newVm(900 + i), 1000)));
+    for (const { vm } of vms) await s.transition(vm.name, apply({ type: 'admitted' }), 1001);
+    const frames = () => (statSync(`${file}-wal`).size - 32) / (4096 + 24);
+    const before = frames();
+    const r = await s.transition(vms[7]!.vm.name, () => null, 1002, undefined, 1);
+    assert.equal(r.vm?.guestSeq, 1);
+    assert.equal(frames() - before, 1);
+    // A state change writes its audit event and the indexes on the columns that changed, and
+    // leaves the row as the next read sees it.
+    const t = await s.transition(vms[7]!.vm.name, apply({ type: 'destroy_requested', by: 'test' }), 1003);
+    const got = await s.getVm(vms[7]!.vm.name);
+    assert.deepEqual(got, t.vm);
+    assert.equal(got?.guestSeq, 1);
+  });
 });
 
 describe('sqlite migrations', () => {
