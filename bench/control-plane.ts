@@ -411,6 +411,9 @@ export function reportControlPlane(r: ControlPlaneResult): string {
       ` CPU per request ${fmtMs(r.ack.serviceCpuPerReqMs)} vs ${fmtMs(r.ack.bareCpuPerReqMs)} (${fmtRatio(r.ack.serviceCpuPerReqMs / r.ack.bareCpuPerReqMs)})`,
     `  reconcile of ${r.reconcile.vms} VMs: ${fmtMs(r.reconcile.cpuMs[1]!)} CPU with ${r.reconcile.lost} lost, ${r.reconcile.found} found; ${fmtMs(r.reconcile.cpuMs[0]!)} with none` +
       ` (goal < 200 ms, every one found: ${pass(r.reconcile.cpuMs[1]! < 200 && r.reconcile.found === r.reconcile.lost)})`,
-    `  RSS: ${r.rss.idleMiB.toFixed(0)} MiB idle, ${r.rss.withVmsMiB.toFixed(0)} MiB with ${r.rss.liveVms} live VMs 2 s after they were created (goal ≤ 120 MB: ${pass(r.rss.withVmsMiB * 1.048576 <= 120)}), ${r.rss.settledMiB.toFixed(0)} MiB ${r.rss.settleS} s later`,
+    // Judged once V8 has collected the burst's garbage (its memory reducer: ~20 s of a quiet
+    // heap); the reading right after the burst is printed as what it is (ADR control-plane-cost).
+    `  RSS: ${r.rss.idleMiB.toFixed(0)} MiB idle; with ${r.rss.liveVms} live VMs ${r.rss.settledMiB.toFixed(0)} MiB, ${r.rss.settleS} s after the burst that created them (goal ≤ 120 MB: ${pass(r.rss.settledMiB * 1.048576 <= 120)});` +
+      ` ${r.rss.withVmsMiB.toFixed(0)} MiB 2 s after it, its garbage not yet collected`,
   ].join('\n');
 }
