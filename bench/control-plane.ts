@@ -98,7 +98,7 @@ export async function benchControlPlane(opts: {
         timeouts: { boot: 3600, queue: 3600 },
       },
     ],
-    maxVms: 2 * opts.lifecycles + opts.rssVms + 1,
+    maxVms: opts.lifecycles + opts.rssVms + 1,
     emulatedGuests: true,
     logLevel: 'info',
     workers: { poll_ms: 250 },
@@ -163,7 +163,7 @@ export async function benchControlPlane(opts: {
     };
 
     // Warm-up: V8 compiles the hot paths over the first few hundred lifecycles (the first burst
-    // of 200 cost 1.3–1.9× the fourth in the same process); a service runs thousands. The first
+    // of 200 cost 1.4–1.6× the fourth in the same process); a service runs thousands. The first
     // burst's cost is reported too (cold).
     progress('control plane: warm-up (20 lifecycles on the HTTP channel)');
     await lifecycles(20, 'simhttp');

@@ -14,7 +14,7 @@
 // BENCH_JIT_BURST, default 3; refusals BENCH_JIT_STATUS 403 or 429): ~1.5 min at the defaults.
 // `control-plane`: BENCH_LIFECYCLES per burst (default 200) after BENCH_WARMUP_BURSTS bursts of
 // warm-up (default 3); BENCH_NODE_ARGS adds node flags to the measured service (e.g. to try a V8
-// flag against bin/hatchery.js's). ~2 min.
+// flag against bin/hatchery.js's). ~3.5 min.
 import { benchAck, reportAck } from './ack.ts';
 import { benchBoot, reportBoot } from './boot.ts';
 import { benchControlPlane, reportControlPlane } from './control-plane.ts';
