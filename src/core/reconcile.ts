@@ -24,6 +24,15 @@ export interface SweepReport {
 /** …for the repositories whose VMs changed within this window. */
 const GHOST_WINDOW_MS = 24 * 3600 * 1000;
 
+/**
+ * How long a delivery id is remembered (duplicates recognised): a delivery may be redelivered
+ * for 3 days on github.com and 7 on GitHub Enterprise Server; the redelivery sweep looks back an
+ * hour, a control client retries within minutes. Older ids are forgotten, a bounded batch per
+ * pass: the table no longer grows with every webhook ever received.
+ */
+export const DELIVERY_RETENTION_MS = 14 * 24 * 3600 * 1000;
+const DELIVERY_PRUNE_BATCH = 5000;
+
 export class Reconciler {
   private readonly suspects = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
@@ -92,6 +101,11 @@ export class Reconciler {
     await this.sweepRegistrations(report);
     // The first pass after a start (crash recovery) always looks for ghosts.
     if (this.passes++ % this.ghostSweepEvery === 0) await this.sweepGhosts(report);
+    const forgotten = await this.ctx.store.pruneDeliveries(
+      this.ctx.clock() - DELIVERY_RETENTION_MS,
+      DELIVERY_PRUNE_BATCH,
+    );
+    if (forgotten > 0) this.ctx.log.debug({ forgotten }, 'forgot delivery ids past their retention');
     // Credentials erased since the last pass leave no copy in the database files.
     await this.ctx.store.scrub();
     if (report.errors.length) this.ctx.log.warn({ errors: report.errors }, 'reconcile: some sweeps failed');

@@ -264,6 +264,16 @@ export class SqliteStore implements Store {
     return this.sql('SELECT 1 FROM deliveries WHERE source = ? AND id = ?').get(source, id) !== undefined;
   }
 
+  async pruneDeliveries(before: number, limit: number): Promise<number> {
+    const r = await this.grouped(() =>
+      this.sql(
+        `DELETE FROM deliveries WHERE rowid IN
+           (SELECT rowid FROM deliveries WHERE received_at < ? ORDER BY received_at ${LIMIT_BOUND})`,
+      ).run(before, limit),
+    );
+    return r.changes;
+  }
+
   async getJob(jobId: number): Promise<WorkflowJob | null> {
     const r = this.sql('SELECT * FROM workflow_jobs WHERE job_id = ?').get(jobId) as Row | undefined;
     return r ? jobFromRow(r) : null;

@@ -179,6 +179,11 @@ export interface Store {
   recordDelivery(source: string, id: string, now: number): Promise<boolean>;
   /** Whether a delivery id was recorded. */
   deliverySeen(source: string, id: string): Promise<boolean>;
+  /**
+   * Forgets delivery ids received before `before`, at most `limit` of them (a bounded write:
+   * a first pass over a long history must not hold the database); how many were forgotten.
+   */
+  pruneDeliveries(before: number, limit: number): Promise<number>;
 
   getJob(jobId: number): Promise<WorkflowJob | null>;
   /** The job a VM is bound to, if any. */

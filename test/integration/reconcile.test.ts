@@ -11,7 +11,7 @@ import { applyEvent } from '../../src/core/apply.ts';
 import type { CoreContext } from '../../src/core/context.ts';
 import { GuestLinks } from '../../src/core/guest-links.ts';
 import { Notifier } from '../../src/core/notifier.ts';
-import { Reconciler } from '../../src/core/reconcile.ts';
+import { DELIVERY_RETENTION_MS, Reconciler } from '../../src/core/reconcile.ts';
 import { createRunnersApi } from '../../src/github/runners.ts';
 import { silentLogger } from '../../src/log.ts';
 import { QemuProvider } from '../../src/providers/qemu/provider.ts';
@@ -110,6 +110,18 @@ describe('reconciler sweeps', () => {
     assert.deepEqual(second.zombiesDestroyed.sort(), [ended, 'hatchery-orphan-1-1-fff000'].sort());
     assert.ok(!existsSync(zombie) && !existsSync(orphan));
     assert.ok(existsSync(foreign), "another installation's VM is not ours to destroy");
+  });
+
+  it('forgets delivery ids older than the retention, keeps the recent ones', async () => {
+    const now = Date.now();
+    await store.recordDelivery('github', 'fifteen-days-old', now - 15 * 24 * 3600_000);
+    await store.recordDelivery('github', 'thirteen-days-old', now - 13 * 24 * 3600_000);
+    await store.recordDelivery('control', 'just-now', now);
+    await reconciler.sweep();
+    assert.equal(DELIVERY_RETENTION_MS, 14 * 24 * 3600_000);
+    assert.equal(await store.deliverySeen('github', 'fifteen-days-old'), false);
+    assert.equal(await store.deliverySeen('github', 'thirteen-days-old'), true);
+    assert.equal(await store.deliverySeen('control', 'just-now'), true);
   });
 
   it('turns a VM the store runs but the provider lost into vm_exited, then destroys it', async () => {

@@ -29,6 +29,23 @@ function defineStoreContract(kind: string, makeStore: () => Promise<Store>): voi
       assert.equal(await s.recordDelivery('control', 'd1', 3), true);
     });
 
+    it('forgets delivery ids received before a time, a bounded batch at a time', async () => {
+      const s = await makeStore();
+      for (let i = 0; i < 5; i++) await s.recordDelivery('github', `old-${i}`, 100 + i);
+      await s.recordDelivery('control', 'recent', 1000);
+      assert.equal(await s.pruneDeliveries(500, 3), 3, 'at most the batch');
+      assert.equal(await s.pruneDeliveries(500, 3), 2);
+      assert.equal(await s.pruneDeliveries(500, 3), 0);
+      assert.equal(await s.deliverySeen('github', 'old-4'), false);
+      assert.equal(await s.recordDelivery('github', 'old-4', 1001), true, 'a forgotten id is new again');
+      assert.equal(await s.deliverySeen('control', 'recent'), true);
+      assert.equal(
+        await s.recordDelivery('control', 'recent', 1002),
+        false,
+        'a kept one is still a duplicate',
+      );
+    });
+
     it('inserts a VM once per live identity, and again after the first is destroyed', async () => {
       const s = await makeStore();
       const a = await s.insertVm(newVm(1), 1000);
