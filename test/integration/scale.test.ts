@@ -122,6 +122,15 @@ describe(`${N} live VMs`, () => {
     assert.match(((await bad.json()) as { message: string }).message, /^cursor: /);
   });
 
+  /** Lost while booting: failed as such, once the worker has run its destroy step. */
+  async function assertLostWhileBooting(lost: string[]): Promise<void> {
+    for (const name of lost) {
+      const vm = await service.store.getVm(name);
+      assert.ok(vm && ['destroying', 'failed'].includes(vm.state), `${name} is ${vm?.state}`);
+      assert.match(vm.failure ?? '', /stopped unexpectedly while booting/);
+    }
+  }
+
   it('a reconcile pass finds every VM the provider lost, the oldest among them too', async () => {
     // The oldest: beyond the newest 1,000 that a capped listing used to compare.
     const lost = [...names.slice(0, LOST / 2), ...names.slice(-LOST / 2)];
@@ -129,12 +138,7 @@ describe(`${N} live VMs`, () => {
     const report = await service.reconciler.sweep();
     assert.deepEqual([...report.vanished].sort(), [...lost].sort());
     assert.deepEqual(report.errors, []);
-    for (const name of lost) {
-      const vm = await service.store.getVm(name);
-      // Lost while booting: failed as such, once the worker has run its destroy step.
-      assert.ok(vm && ['destroying', 'failed'].includes(vm.state), `${name} is ${vm?.state}`);
-      assert.match(vm.failure ?? '', /stopped unexpectedly while booting/);
-    }
+    await assertLostWhileBooting(lost);
     names = names.filter((n) => !lost.includes(n));
   });
 
@@ -143,12 +147,7 @@ describe(`${N} live VMs`, () => {
     const lost = names.slice(0, 10);
     for (const name of lost) backend().delete(name); // lost while the service was down
     service = await start();
-    for (const name of lost) {
-      const vm = await service.store.getVm(name);
-      // Lost while booting: failed as such, once the worker has run its destroy step.
-      assert.ok(vm && ['destroying', 'failed'].includes(vm.state), `${name} is ${vm?.state}`);
-      assert.match(vm.failure ?? '', /stopped unexpectedly while booting/);
-    }
+    await assertLostWhileBooting(lost);
     const booting = await service.store.listVms({ states: ['booting'] });
     assert.equal(booting.length, N - LOST - lost.length, 'the others are untouched');
   });
